@@ -37,8 +37,12 @@ def cmd_summary(args: argparse.Namespace) -> None:
         table.add_column(col, justify="right")
     for row in summary["levels"]:
         table.add_row(
-            f"L{row['level']}", row["mode"], str(row["nodes"]), ",".join(map(str, row["heads"])),
-            f"{row['parameters']:,}", f"{row['gflops']:.2f}",
+            f"L{row['level']}",
+            row["mode"],
+            str(row["nodes"]),
+            ",".join(map(str, row["heads"])),
+            f"{row['parameters']:,}",
+            f"{row['gflops']:.2f}",
         )
     console = Console()
     console.print(table)

@@ -52,4 +52,4 @@ class DeepSupervisionLoss(nn.Module):
         if len(weights) != len(logits):
             raise ValueError(f"{len(weights)} head_weights given for a model with {len(logits)} heads")
         total = sum(weights)
-        return torch.stack([w / total * self.per_head(t, target) for w, t in zip(weights, logits)]).sum()
+        return torch.stack([w / total * self.per_head(t, target) for w, t in zip(weights, logits, strict=True)]).sum()

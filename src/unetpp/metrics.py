@@ -53,6 +53,6 @@ class SegmentationMetrics:
         out: dict[str, dict[str, float]] = {}
         for name, rows in (("dice", self._dice), ("iou", self._iou), ("bce", self._bce)):
             per_class = torch.cat(rows).mean(dim=0)
-            out[name] = {c: float(v) for c, v in zip(self.class_names, per_class)}
+            out[name] = {c: float(v) for c, v in zip(self.class_names, per_class, strict=True)}
             out[name]["mean"] = float(per_class.mean())
         return out

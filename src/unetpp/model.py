@@ -37,17 +37,11 @@ Node = tuple[int, int, tuple[int, ...]]
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Zhou et al.'s configuration; reproduces the paper's parameter counts exactly.
-    "paper": dict(
-        widths=(32, 64, 128, 256, 512), norm="none", upsample="transpose", in_channels=1, num_classes=1
-    ),
+    "paper": dict(widths=(32, 64, 128, 256, 512), norm="none", upsample="transpose", in_channels=1, num_classes=1),
     # The seed article's 36.6M-parameter model (optic disc + cup on RGB fundus photographs).
-    "seed": dict(
-        widths=(64, 128, 256, 512, 1024), norm="batch", upsample="bilinear", in_channels=3, num_classes=2
-    ),
+    "seed": dict(widths=(64, 128, 256, 512, 1024), norm="batch", upsample="bilinear", in_channels=3, num_classes=2),
     # The project default: paper widths with batch norm (foldable at inference), RGB, disc + cup.
-    "default": dict(
-        widths=(32, 64, 128, 256, 512), norm="batch", upsample="transpose", in_channels=3, num_classes=2
-    ),
+    "default": dict(widths=(32, 64, 128, 256, 512), norm="batch", upsample="transpose", in_channels=3, num_classes=2),
     # Small enough for unit tests and CI.
     "tiny": dict(widths=(8, 16, 32, 64, 128), norm="batch", upsample="transpose", in_channels=3, num_classes=2),
 }
@@ -128,8 +122,11 @@ class NodeNet(nn.Module):
     def _check_input(self, x: Tensor) -> None:
         expected = self.config["in_channels"]
         if x.ndim != 4 or x.shape[1] != expected:
+            raise ValueError(f"expected input of shape (N, {expected}, H, W); got {tuple(x.shape)}")
+        if self.config["norm"] == "instance" and x.shape[-2] <= PAD_MULTIPLE and x.shape[-1] <= PAD_MULTIPLE:
             raise ValueError(
-                f"expected input of shape (N, {expected}, H, W); got {tuple(x.shape)}"
+                f"instance norm needs more than one pixel at depth {DEPTH}: H or W must exceed "
+                f"{PAD_MULTIPLE}; got input of shape {tuple(x.shape)}"
             )
 
     def _run(self, x: Tensor, nodes: tuple[Node, ...], heads: tuple[int, ...]) -> list[Tensor]:
