@@ -7,8 +7,7 @@ import torch
 from unetpp.losses import DeepSupervisionLoss
 from unetpp.metrics import SegmentationMetrics
 from unetpp.model import UNetPlusPlus
-
-from .conftest import disc_cup_sample
+from unetpp.phantom import disc_cup_phantom
 
 
 def _dice(model: UNetPlusPlus, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -21,7 +20,7 @@ def _dice(model: UNetPlusPlus, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def test_tiny_overfit() -> None:
-    x, y = disc_cup_sample(64)
+    x, y = disc_cup_phantom(64)
     model = UNetPlusPlus.from_preset("tiny", norm="instance")
     loss_fn = DeepSupervisionLoss()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)

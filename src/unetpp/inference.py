@@ -36,11 +36,19 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
-def optimize_for_inference(module: nn.Module, *, channels_last: bool = True) -> nn.Module:
-    """Put `module` in eval mode, fold its batch norms and (optionally) use channels_last, in place."""
+def optimize_for_inference(module: nn.Module, *, channels_last: bool = True, compile: bool = False) -> nn.Module:
+    """Put `module` in eval mode, fold its batch norms and (optionally) use channels_last, in place.
+
+    `compile=True` also wraps it in `torch.compile` with weight freezing (Inductor): convolutions get
+    their ReLU fused and concatenations are written in place, which pays most on the thin,
+    high-resolution nodes of the low pruning levels. The first call per input shape compiles
+    (about 10-20 s on 2 CPU cores); call it under `inference_context`.
+    """
     fold_batchnorm(module.eval())
     if channels_last:
         module.to(memory_format=torch.channels_last)
+    if compile:
+        return torch.compile(module, options={"freezing": True})
     return module
 
 
