@@ -1,11 +1,18 @@
-"""Shared fixtures: deterministic seeds, two threads, trained-looking batch norms."""
+"""Shared fixtures: seeds and threads, trained-looking batch norms, small on-disk datasets."""
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from unetpp.data.synthetic import generate_fundus
 from unetpp.model import NodeNet
+from unetpp.params import Params
 
 
 @pytest.fixture(autouse=True)
@@ -25,3 +32,37 @@ def randomize_batchnorm(model: NodeNet) -> NodeNet:
             mod.weight.data.copy_(torch.rand(c, generator=gen) + 0.5)
             mod.bias.data.copy_(torch.rand(c, generator=gen) * 0.2 - 0.1)
     return model
+
+
+def tree_digest(root: Path) -> str:
+    """One hash over every file's relative path and bytes: equal digests, untouched tree."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def folder_params(path: Path, **data: object) -> Params:
+    return Params.model_validate(
+        {
+            "model": {"class_names": ["disc"]},
+            "data": {"source": "folder", "path": str(path), "image_size": 48, **data},
+            "validate": {"min_train": 1, "min_val": 1},
+        }
+    )
+
+
+@pytest.fixture
+def folder_dataset(tmp_path: Path) -> Path:
+    """images/{train,val}/*.png with binary 0/255 disc masks under masks/{train,val}/."""
+    root = tmp_path / "source"
+    for split, indices in (("train", range(4)), ("val", range(4, 6))):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "masks" / split).mkdir(parents=True)
+        for i in indices:
+            s = generate_fundus(i, 64, seed=3)
+            Image.fromarray(s.image).save(root / "images" / split / f"eye{i}.png")
+            Image.fromarray(s.masks[0].astype(np.uint8) * 255).save(root / "masks" / split / f"eye{i}.png")
+    return root

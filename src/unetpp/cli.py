@@ -26,7 +26,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
     from unetpp.summary import model_summary
 
     params = load_params(args.params)
-    summary = model_summary(params.model)
+    summary = model_summary(params.model, params.data.image_size)
     _write_json(Path(args.out), summary)
     cfg = summary["config"]
     table = Table(
@@ -49,6 +49,28 @@ def cmd_summary(args: argparse.Namespace) -> None:
     console.print(f"full model: {summary['parameters']:,} parameters; written {args.out}")
 
 
+def cmd_ingest(args: argparse.Namespace) -> None:
+    """Read the configured source into data/prepared (arrays + manifest.csv), gated by validation."""
+    from unetpp.data.prepare import ingest
+
+    params = load_params(args.params)
+    manifest = ingest(params, Path(args.out))
+    counts = manifest["split"].value_counts().to_dict()
+    print(f"ingested {len(manifest)} samples from {params.data.source} into {args.out}: {counts}")
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    """Run the Great Expectations gate over the manifest; write the JSON report and Data Docs."""
+    from unetpp.data.prepare import load_manifest
+    from unetpp.validate import validate_manifest, write_report
+
+    params = load_params(args.params)
+    report = validate_manifest(load_manifest(Path(args.prepared)), params, docs_dir=Path(args.docs))
+    write_report(report, Path(args.report))
+    report.raise_for_failure()
+    print(f"validation passed; report {args.report}, Data Docs {args.docs}/index.html")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unetpp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--out", default="reports/model.json")
     p.set_defaults(func=cmd_summary)
+    p = sub.add_parser("ingest", help=cmd_ingest.__doc__)
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--out", default="data/prepared")
+    p.set_defaults(func=cmd_ingest)
+    p = sub.add_parser("validate", help=cmd_validate.__doc__)
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--prepared", default="data/prepared")
+    p.add_argument("--report", default="reports/validation.json")
+    p.add_argument("--docs", default="reports/data_docs")
+    p.set_defaults(func=cmd_validate)
     return parser
 
 

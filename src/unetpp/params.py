@@ -21,7 +21,6 @@ class ModelParams(BaseModel):
     in_channels: int = Field(3, ge=1)
     class_names: list[str] = Field(default_factory=lambda: ["disc", "cup"], min_length=1)
     deep_supervision: bool = True
-    input_size: int = Field(256, ge=16, description="side of the square images trained on and served")
 
     @model_validator(mode="after")
     def _unique_names(self) -> ModelParams:
@@ -43,12 +42,94 @@ class ModelParams(BaseModel):
         return kwargs
 
 
+class SyntheticParams(BaseModel):
+    """The procedural fundus generator (the embedded default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(120, ge=2)
+    size: int = Field(256, ge=32, description="side of the generated photographs")
+    seed: int = 0
+
+
+class DrishtiParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(0.5, gt=0, le=1, description="fraction of experts marking a pixel")
+
+
+class FolderParams(BaseModel):
+    """images/ + masks/ matched by stem; how mask values become classes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mask_mode: Literal["binary", "labels", "instance"] = "binary"
+    label_values: dict[str, list[int]] = Field(default_factory=dict, description="class -> mask values")
+
+
+class DataParams(BaseModel):
+    """Where the data comes from and how it is prepared."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["synthetic", "drishti", "folder"] = "synthetic"
+    path: str | None = None
+    image_size: int = Field(256, ge=16, description="side of the square images trained on and served")
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = 0
+    crop_to_disc: bool = False
+    crop_scale: float = Field(3.0, gt=1, description="crop side / disc diameter when crop_to_disc")
+    workers: int = Field(0, ge=0)
+    synthetic: SyntheticParams = Field(default_factory=SyntheticParams)
+    drishti: DrishtiParams = Field(default_factory=DrishtiParams)
+    folder: FolderParams = Field(default_factory=FolderParams)
+
+    @model_validator(mode="after")
+    def _path_for_files(self) -> DataParams:
+        if self.source != "synthetic" and not self.path:
+            raise ValueError(f"data.path is required for data.source={self.source!r}")
+        return self
+
+
+class ValidateParams(BaseModel):
+    """Bounds of the Great Expectations gate over the manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_train: int = Field(4, ge=1)
+    min_val: int = Field(1, ge=1)
+    min_side: int = Field(32, ge=1, description="smallest accepted source width and height")
+    fg_min: float = Field(0.0005, ge=0, description="smallest foreground fraction per class (empty masks fail)")
+    fg_max: float = Field(0.6, le=1)
+    max_cup_outside_disc: float = Field(0.01, ge=0, description="fraction of cup pixels allowed outside the disc")
+
+
 class Params(BaseModel):
     """The whole params.yaml."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: ModelParams = Field(default_factory=ModelParams)
+    data: DataParams = Field(default_factory=DataParams)
+    validate_: ValidateParams = Field(default_factory=ValidateParams, alias="validate")
+
+    @model_validator(mode="after")
+    def _classes_match_data(self) -> Params:
+        names, data = self.model.class_names, self.data
+        if data.source in ("synthetic", "drishti") and names != ["disc", "cup"]:
+            raise ValueError(f"data.source={data.source!r} provides classes [disc, cup]; model.class_names is {names}")
+        if data.source == "folder":
+            mode, keys = data.folder.mask_mode, list(data.folder.label_values)
+            if mode == "labels" and keys != names:
+                raise ValueError(f"data.folder.label_values keys {keys} must equal model.class_names {names}")
+            if mode != "labels" and len(names) != 1:
+                raise ValueError(f"data.folder.mask_mode={mode!r} gives one class; model.class_names is {names}")
+        return self
+
+    @property
+    def fundus(self) -> bool:
+        """The optic disc + cup task: the cup must lie inside the disc."""
+        return self.model.class_names == ["disc", "cup"]
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

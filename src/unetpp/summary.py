@@ -11,10 +11,10 @@ from unetpp.params import ModelParams
 from unetpp.profile import count_flops
 
 
-def model_summary(params: ModelParams) -> dict[str, Any]:
+def model_summary(params: ModelParams, input_size: int) -> dict[str, Any]:
     """Parameters and GFLOPs (one image at `input_size`) for the full model and each level x mode."""
     model = build_model(params.arch, **params.build_kwargs()).eval()
-    shape = (1, params.in_channels, params.input_size, params.input_size)
+    shape = (1, params.in_channels, input_size, input_size)
     rows: list[dict[str, Any]] = []
     variants: list[tuple[int, str, nn.Module]]
     if isinstance(model, UNetPlusPlus):
@@ -36,7 +36,7 @@ def model_summary(params: ModelParams) -> dict[str, Any]:
         arch=params.arch,
         config=model.config,
         class_names=params.class_names,
-        input_size=params.input_size,
+        input_size=input_size,
         parameters=count_parameters(model),
         levels=rows,
     )

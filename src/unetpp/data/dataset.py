@@ -1,0 +1,58 @@
+"""The training dataset over data/prepared, and its DataLoader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.data import set_track_meta
+from torch.utils.data import DataLoader, Dataset
+
+from unetpp.data.prepare import load_manifest
+from unetpp.data.transforms import to_model_input, train_augmentation
+from unetpp.params import DataParams
+
+set_track_meta(False)  # plain tensors out of MONAI transforms: no metadata bookkeeping per sample
+
+
+class PreparedDataset(Dataset):
+    """(image, mask) pairs of one split: image (C, H, W) standardised, mask (classes, H, W) in {0, 1}."""
+
+    def __init__(self, prepared: Path, split: str, *, augment: bool = False, seed: int = 0) -> None:
+        manifest = load_manifest(prepared)
+        rows = manifest[(manifest["split"] == split) & manifest["error"].isna()]
+        if rows.empty:
+            raise ValueError(f"{prepared}: no readable samples in split {split!r}")
+        self.ids = rows["id"].astype(str).tolist()
+        self.paths = [prepared / "samples" / f"{i}.npz" for i in self.ids]
+        self.augment = train_augmentation(seed) if augment else None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        with np.load(self.paths[index]) as npz:
+            image, mask = npz["image"], npz["mask"]
+        mask_t = torch.from_numpy(mask.astype(np.float32))
+        if self.augment is None:
+            return to_model_input(image), mask_t
+        chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
+        out = self.augment({"image": chw, "mask": mask_t})
+        return torch.as_tensor(out["image"]), (torch.as_tensor(out["mask"]) > 0.5).float()
+
+
+def make_loader(
+    prepared: Path, split: str, params: DataParams, *, batch_size: int, augment: bool, shuffle: bool, seed: int = 0
+) -> DataLoader:
+    """A DataLoader with workers from params and pinned memory when CUDA is there."""
+    dataset = PreparedDataset(prepared, split, augment=augment, seed=seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=params.workers,
+        pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=params.workers > 0,
+    )

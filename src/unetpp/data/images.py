@@ -1,0 +1,60 @@
+"""Reading images and masks of any common kind into numpy, with errors that name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+class ImageReadError(ValueError):
+    """A file that is not a readable image: corrupt, truncated, or of an unsupported mode."""
+
+
+def read_array(path: Path) -> np.ndarray:
+    """The pixels of `path` as (H, W) or (H, W, C), in the file's own dtype (uint8 or uint16).
+
+    PNG/JPEG go through Pillow with truncated files refused; TIFF through tifffile, which keeps
+    16-bit and multi-channel data as stored.
+    """
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            arr = tifffile.imread(path)
+        else:
+            with Image.open(path) as img:
+                img.load()
+                arr = np.asarray(img.convert("I;16") if img.mode in ("I", "I;16B") else img)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: file not found") from None
+    except Exception as err:  # Pillow and tifffile raise many types for bad bytes
+        raise ImageReadError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # TIFF stored channels-first
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (1, 3, 4)):
+        raise ImageReadError(f"{path}: expected a 2-D gray, RGB or RGBA image; got an array of shape {arr.shape}")
+    if arr.dtype not in (np.uint8, np.uint16, np.bool_, np.int32, np.uint32):
+        raise ImageReadError(f"{path}: expected 8- or 16-bit pixels; got {arr.dtype}")
+    return arr
+
+
+def to_rgb8(arr: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) uint8 image from gray/RGB/RGBA at 8 or 16 bits (alpha dropped, 16-bit scaled)."""
+    if arr.dtype != np.uint8:
+        top = 65535 if arr.max() > 255 else 255
+        arr = (arr.astype(np.float32) * (255.0 / top)).round().astype(np.uint8)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    return np.ascontiguousarray(arr[..., :3])
+
+
+def to_label(arr: np.ndarray) -> np.ndarray:
+    """A 2-D integer label map from a mask file (colour masks: their first channel)."""
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    return arr.astype(np.int64)

@@ -1,0 +1,185 @@
+"""Where samples come from: the synthetic generator, the Drishti-GS1 layout, or a generic folder.
+
+Each reader lists `RawSample`s without reading pixels; `RawSample.load()` reads them and raises
+`ImageReadError` naming the file when it cannot, so one bad file becomes one flagged manifest row.
+The source folder is only ever read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from unetpp.data.images import IMAGE_SUFFIXES, ImageReadError, read_array, to_label, to_rgb8
+from unetpp.data.synthetic import generate_fundus
+from unetpp.params import DataParams
+
+
+@dataclass
+class Loaded:
+    """Pixels of one sample, as read, before resizing."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    masks: np.ndarray  # (classes, h, w) bool; h, w may differ from H, W (the gate flags it)
+    channels: int  # of the source image file
+    dtype: str  # of the source image file
+    mask_values: list[int]  # distinct values found in the mask files
+    mask_valid: bool  # the values are those the source's mask convention allows
+    cup_to_disc: float | None = None  # known only for generated images
+
+
+@dataclass
+class RawSample:
+    id: str
+    split: str
+    source_image: str
+    source_masks: list[str] = field(default_factory=list)
+    load: Callable[[], Loaded] = field(repr=False, default=lambda: None)  # type: ignore[assignment,return-value]
+
+
+def _image(path: Path) -> tuple[np.ndarray, int, str]:
+    arr = read_array(path)
+    return to_rgb8(arr), 1 if arr.ndim == 2 else arr.shape[-1], str(arr.dtype)
+
+
+def synthetic_samples(p: DataParams) -> list[RawSample]:
+    """`count` generated photographs; the last `val_fraction` of them form the validation split."""
+    cfg = p.synthetic
+    n_val = max(1, round(cfg.count * p.val_fraction))
+
+    def loader(i: int) -> Callable[[], Loaded]:
+        def load() -> Loaded:
+            s = generate_fundus(i, cfg.size, cfg.seed)
+            return Loaded(s.image, s.masks, 3, "uint8", [0, 1], True, s.cup_to_disc)
+
+        return load
+
+    return [
+        RawSample(
+            f"synthetic_{i:04d}",
+            "val" if i >= cfg.count - n_val else "train",
+            f"synthetic:{cfg.seed}/{i}",
+            load=loader(i),
+        )
+        for i in range(cfg.count)
+    ]
+
+
+def drishti_samples(p: DataParams) -> list[RawSample]:
+    """Drishti-GS1: `Training/` becomes train, `Test/` becomes val (the dataset's own split).
+
+    Soft maps (the experts' average marking, 0-255) are thresholded at `drishti.threshold`
+    (default 0.5: a pixel belongs to the disc/cup when at least half the experts marked it).
+    """
+    root = Path(p.path or "")
+    if not (root / "Training" / "Images").is_dir():
+        raise FileNotFoundError(f"{root}: not a Drishti-GS1 folder (expected Training/Images and Test/Images)")
+    samples = []
+    for folder, split, gt_names in (("Training", "train", ("GT",)), ("Test", "val", ("Test_GT", "GT"))):
+        images = root / folder / "Images"
+        if not images.is_dir():
+            continue
+        gt_root = next(
+            (root / folder / g for g in gt_names if (root / folder / g).is_dir()), root / folder / gt_names[0]
+        )
+        for img in sorted(q for q in images.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES):
+            name = img.stem
+            soft = gt_root / name / "SoftMap"
+            masks = [soft / f"{name}_ODsegSoftmap.png", soft / f"{name}_cupsegSoftmap.png"]
+            samples.append(
+                RawSample(
+                    name,
+                    split,
+                    str(img),
+                    [str(m) for m in masks],
+                    load=_drishti_loader(img, masks, p.drishti.threshold),
+                )
+            )
+    if not samples:
+        raise FileNotFoundError(f"{root}: no images under Training/Images or Test/Images")
+    return samples
+
+
+def _drishti_loader(img: Path, masks: list[Path], threshold: float) -> Callable[[], Loaded]:
+    def load() -> Loaded:
+        image, channels, dtype = _image(img)
+        soft = [to_label(read_array(m)) for m in masks]
+        if soft[0].shape != soft[1].shape:
+            raise ImageReadError(f"{masks[1]}: size {soft[1].shape} differs from {masks[0]} {soft[0].shape}")
+        top = 65535 if max(int(s.max()) for s in soft) > 255 else 255
+        binary = np.stack([s >= threshold * top for s in soft])
+        return Loaded(image, binary, channels, dtype, [0, 1], True)
+
+    return load
+
+
+def folder_samples(p: DataParams) -> list[RawSample]:
+    """`images/` + `masks/` matched by file stem, split by subfolders or by a seeded draw.
+
+    With `images/train` and `images/val` (or `test`) subfolders (and the same under `masks/`) those
+    are the splits; otherwise a `val_fraction` of the sorted stems, drawn with `seed`, is validation.
+    """
+    root = Path(p.path or "")
+    if not (root / "images").is_dir() or not (root / "masks").is_dir():
+        raise FileNotFoundError(f"{root}: a folder source needs images/ and masks/ subfolders")
+    subsplits = {"train": "train", "val": "val", "test": "val"}
+    found = [
+        (d.name, subsplits[d.name]) for d in sorted((root / "images").iterdir()) if d.is_dir() and d.name in subsplits
+    ]
+    pairs: list[tuple[Path, Path, str | None]] = []
+    for sub, split in found or [("", None)]:
+        img_dir, mask_dir = root / "images" / sub, root / "masks" / sub
+        masks = (
+            {m.stem: m for m in mask_dir.glob("*") if m.suffix.lower() in IMAGE_SUFFIXES} if mask_dir.is_dir() else {}
+        )
+        for img in sorted(q for q in img_dir.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES):
+            pairs.append((img, masks.get(img.stem, mask_dir / f"{img.stem}.png"), split))
+    if not pairs:
+        raise FileNotFoundError(f"{root}/images: no png, jpg or tif images")
+    if not found:
+        rng = np.random.default_rng(p.seed)
+        n_val = max(1, round(len(pairs) * p.val_fraction))
+        val = set(rng.permutation(len(pairs))[:n_val].tolist())
+        pairs = [(i, m, "val" if k in val else "train") for k, (i, m, _) in enumerate(pairs)]
+    return [
+        RawSample(
+            f"{split}_{img.stem}" if found else img.stem,
+            str(split),
+            str(img),
+            [str(mask)],
+            load=_folder_loader(img, mask, p),
+        )
+        for img, mask, split in pairs
+    ]
+
+
+def _folder_loader(img: Path, mask: Path, p: DataParams) -> Callable[[], Loaded]:
+    def load() -> Loaded:
+        image, channels, dtype = _image(img)
+        if not mask.is_file():
+            raise ImageReadError(f"{mask}: mask not found for image {img.name} (masks are matched by file stem)")
+        labels = to_label(read_array(mask))
+        values = sorted(int(v) for v in np.unique(labels))
+        cfg = p.folder
+        if cfg.mask_mode == "labels":
+            allowed = {0} | {v for vs in cfg.label_values.values() for v in vs}
+            masks = np.stack([np.isin(labels, cfg.label_values[c]) for c in cfg.label_values])
+            valid = set(values) <= allowed
+        elif cfg.mask_mode == "instance":
+            masks, valid = (labels > 0)[None], True
+        else:  # binary: 0 and one foreground value (1, 255 or 65535)
+            masks = (labels > 0)[None]
+            valid = any(set(values) <= {0, top} for top in (1, 255, 65535))
+        return Loaded(image, masks, channels, dtype, values, valid)
+
+    return load
+
+
+READERS: dict[str, Callable[[DataParams], list[RawSample]]] = {
+    "synthetic": synthetic_samples,
+    "drishti": drishti_samples,
+    "folder": folder_samples,
+}

@@ -1,0 +1,67 @@
+"""The training dataset: shapes, normalisation, and augmentation that keeps masks aligned and binary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from unetpp.data.dataset import PreparedDataset, make_loader
+from unetpp.data.prepare import ingest
+from unetpp.params import Params
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ds") / "prepared"
+    params = Params.model_validate(
+        {"data": {"image_size": 64, "synthetic": {"count": 10, "size": 96}}, "validate": {"min_train": 1}}
+    )
+    ingest(params, out)
+    return out
+
+
+def test_eval_items_are_standardised(prepared: Path) -> None:
+    ds = PreparedDataset(prepared, "val")
+    assert len(ds) == 2
+    image, mask = ds[0]
+    assert image.shape == (3, 64, 64) and mask.shape == (2, 64, 64)
+    torch.testing.assert_close(image.mean(dim=(1, 2)), torch.zeros(3), atol=1e-4, rtol=0)
+    torch.testing.assert_close(image.std(dim=(1, 2), correction=0), torch.ones(3), atol=1e-3, rtol=0)
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_augmentation_moves_image_and_mask_together(prepared: Path) -> None:
+    ds = PreparedDataset(prepared, "train", augment=True, seed=3)
+    changed = 0
+    plain = PreparedDataset(prepared, "train")
+    for _ in range(3):
+        for i in range(len(ds)):
+            image, mask = ds[i]
+            assert set(mask.unique().tolist()) <= {0.0, 1.0}
+            disc = mask[0] > 0
+            assert image[0][disc].mean() > image[0][~disc].mean()  # the bright disc is still under its mask
+            assert not (mask[1].bool() & ~disc).any()  # the cup still lies inside the disc
+            changed += int(not torch.equal(mask, plain[i][1]))
+    assert changed > 0
+
+
+def test_augmentation_is_seeded(prepared: Path) -> None:
+    a = [PreparedDataset(prepared, "train", augment=True, seed=5)[i][0] for i in range(3)]
+    b = [PreparedDataset(prepared, "train", augment=True, seed=5)[i][0] for i in range(3)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_loader_batches(prepared: Path) -> None:
+    params = Params().data
+    loader = make_loader(prepared, "train", params, batch_size=4, augment=True, shuffle=True)
+    images, masks = next(iter(loader))
+    assert images.shape == (4, 3, 64, 64) and masks.shape == (4, 2, 64, 64)
+
+
+def test_missing_split_or_manifest(prepared: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no readable samples in split 'test'"):
+        PreparedDataset(prepared, "test")
+    with pytest.raises(FileNotFoundError, match="run `unetpp ingest`"):
+        PreparedDataset(tmp_path, "train")

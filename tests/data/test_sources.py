@@ -1,0 +1,176 @@
+"""Readers: Drishti-GS1 layout and the generic folder layout on many file kinds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from unetpp.data.prepare import ingest
+from unetpp.data.sources import drishti_samples, folder_samples
+from unetpp.data.synthetic import generate_fundus
+from unetpp.params import Params
+
+from ..conftest import folder_params
+
+
+def _write_drishti(root: Path, test_gt: str) -> None:
+    for folder, gt, names in (
+        ("Training", "GT", ["drishtiGS_002", "drishtiGS_004"]),
+        ("Test", test_gt, ["drishtiGS_001"]),
+    ):
+        (root / folder / "Images").mkdir(parents=True)
+        for k, name in enumerate(names):
+            s = generate_fundus(k, 64, seed=5)
+            Image.fromarray(s.image).save(root / folder / "Images" / f"{name}.png")
+            soft_dir = root / folder / gt / name / "SoftMap"
+            soft_dir.mkdir(parents=True)
+            for mask, suffix in ((s.masks[0], "OD"), (s.masks[1], "cup")):
+                soft = mask.astype(np.uint8) * 255
+                rim = mask & ~np.roll(mask, 3, axis=0)  # a band only some experts marked
+                soft[rim] = 100
+                Image.fromarray(soft).save(soft_dir / f"{name}_{suffix}segSoftmap.png")
+
+
+@pytest.mark.parametrize("test_gt", ["Test_GT", "GT"])
+def test_drishti_layout_keeps_its_split(tmp_path: Path, test_gt: str) -> None:
+    _write_drishti(tmp_path, test_gt)
+    params = Params.model_validate({"data": {"source": "drishti", "path": str(tmp_path)}})
+    samples = drishti_samples(params.data)
+    assert {(s.id, s.split) for s in samples} == {
+        ("drishtiGS_002", "train"),
+        ("drishtiGS_004", "train"),
+        ("drishtiGS_001", "val"),
+    }
+    assert all(Path(m).is_file() for s in samples for m in s.source_masks)
+
+
+def test_drishti_threshold(tmp_path: Path) -> None:
+    _write_drishti(tmp_path, "Test_GT")
+    areas = {}
+    for threshold in (0.3, 0.5):
+        params = Params.model_validate(
+            {"data": {"source": "drishti", "path": str(tmp_path), "drishti": {"threshold": threshold}}}
+        )
+        loaded = drishti_samples(params.data)[0].load()
+        assert loaded.masks.shape == (2, 64, 64) and loaded.masks.dtype == bool
+        areas[threshold] = int(loaded.masks[0].sum())
+    assert areas[0.3] > areas[0.5]  # the 100/255 band counts only at the lower threshold
+
+
+def test_drishti_missing_layout_is_named(tmp_path: Path) -> None:
+    params = Params.model_validate({"data": {"source": "drishti", "path": str(tmp_path)}})
+    with pytest.raises(FileNotFoundError, match="not a Drishti-GS1 folder"):
+        drishti_samples(params.data)
+
+
+def _flat_folder(root: Path) -> tuple[Path, Path]:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    return root / "images", root / "masks"
+
+
+def test_folder_reads_png_jpg_tif_16bit_rgba(tmp_path: Path) -> None:
+    images, masks = _flat_folder(tmp_path)
+    s = generate_fundus(0, 64, seed=1)
+    disc = s.masks[0].astype(np.uint8) * 255
+    Image.fromarray(s.image).save(images / "rgb.png")
+    Image.fromarray(s.image).save(images / "photo.jpg", quality=95)
+    Image.fromarray(np.dstack([s.image, np.full((64, 64), 255, np.uint8)])).save(images / "rgba.png")
+    tifffile.imwrite(images / "deep.tif", s.image.astype(np.uint16) * 257)
+    Image.fromarray(s.image[..., 1].astype(np.uint16) * 257).save(images / "gray16.png")
+    tifffile.imwrite(images / "planar.tiff", np.moveaxis(s.image, -1, 0))
+    for stem in ("rgb", "photo", "rgba", "deep", "gray16"):
+        Image.fromarray(disc).save(masks / f"{stem}.png")
+    tifffile.imwrite(masks / "planar.tif", disc)
+    params = folder_params(tmp_path)
+    loaded = {smp.id: smp.load() for smp in folder_samples(params.data)}
+    assert set(loaded) == {"rgb", "photo", "rgba", "deep", "gray16", "planar"}
+    assert loaded["rgba"].channels == 4 and loaded["gray16"].channels == 1
+    assert loaded["deep"].dtype == "uint16" and loaded["gray16"].dtype == "uint16"
+    for name in ("rgba", "deep", "planar"):
+        np.testing.assert_array_equal(loaded[name].image, s.image)
+    assert all(v.image.shape == (64, 64, 3) and v.mask_valid for v in loaded.values())
+    assert np.abs(loaded["gray16"].image[..., 0].astype(int) - s.image[..., 1]).max() <= 1
+
+
+def test_folder_instance_and_label_masks(tmp_path: Path) -> None:
+    images, masks = _flat_folder(tmp_path)
+    img = generate_fundus(0, 64, seed=1).image
+    Image.fromarray(img).save(images / "a.png")
+    instance = np.zeros((64, 64), np.uint16)
+    instance[10:20, 10:20], instance[30:40, 30:40] = 1, 7
+    Image.fromarray(instance).save(masks / "a.png")
+    loaded = folder_samples(folder_params(tmp_path, folder={"mask_mode": "instance"}).data)[0].load()
+    assert loaded.masks.shape == (1, 64, 64) and loaded.masks.sum() == 200 and loaded.mask_valid
+
+    labels = np.zeros((64, 64), np.uint8)
+    labels[10:40, 10:40], labels[20:30, 20:30] = 1, 2  # 1: disc rim, 2: cup
+    Image.fromarray(labels).save(masks / "a.png")
+    params = Params.model_validate(
+        {
+            "data": {
+                "source": "folder",
+                "path": str(tmp_path),
+                "folder": {"mask_mode": "labels", "label_values": {"disc": [1, 2], "cup": [2]}},
+            }
+        }
+    )
+    loaded = folder_samples(params.data)[0].load()
+    assert loaded.masks[0].sum() == 900 and loaded.masks[1].sum() == 100 and loaded.mask_valid
+    labels[0, 0] = 9  # a value outside the class set
+    Image.fromarray(labels).save(masks / "a.png")
+    assert not folder_samples(params.data)[0].load().mask_valid
+
+
+def test_folder_split_subfolders_or_seeded(folder_dataset: Path, tmp_path: Path) -> None:
+    splits = {s.id: s.split for s in folder_samples(folder_params(folder_dataset).data)}
+    assert splits == {**{f"train_eye{i}": "train" for i in range(4)}, **{f"val_eye{i}": "val" for i in (4, 5)}}
+
+    flat = tmp_path / "flat"
+    images, _ = _flat_folder(flat)
+    for i in range(10):
+        Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(images / f"x{i}.png")
+    first = {s.id: s.split for s in folder_samples(folder_params(flat, val_fraction=0.3, seed=4).data)}
+    again = {s.id: s.split for s in folder_samples(folder_params(flat, val_fraction=0.3, seed=4).data)}
+    other = {s.id: s.split for s in folder_samples(folder_params(flat, val_fraction=0.3, seed=5).data)}
+    assert first == again and list(first.values()).count("val") == 3 and first != other
+
+
+def test_ingest_writes_arrays_and_manifest(folder_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "prepared"
+    manifest = ingest(folder_params(folder_dataset), out)
+    assert len(manifest) == 6 and manifest["error"].isna().all()
+    expected = {
+        "id",
+        "split",
+        "source_image",
+        "image_sha256",
+        "mask_sha256",
+        "width",
+        "height",
+        "channels",
+        "dtype",
+        "fg_disc",
+        "mean_intensity",
+        "std_intensity",
+    }
+    assert expected <= set(manifest.columns)
+    with np.load(out / "samples" / "train_eye0.npz") as npz:
+        assert npz["image"].shape == (48, 48, 3) and npz["mask"].shape == (1, 48, 48)
+        assert set(np.unique(npz["mask"])) <= {0, 1}
+    assert (out / "manifest.csv").is_file()
+
+
+def test_crop_to_disc_centres_the_disc(tmp_path: Path) -> None:
+    params = Params.model_validate(
+        {
+            "data": {"synthetic": {"count": 4, "size": 128}, "image_size": 64, "crop_to_disc": True, "crop_scale": 2.0},
+            "validate": {"min_train": 1, "fg_max": 0.9},
+        }
+    )
+    manifest = ingest(params, tmp_path / "prepared")
+    assert manifest["fg_disc"].min() > 0.15  # the disc fills much more of a crop than of the photograph
