@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,40 +61,3 @@ def test_bad_params_name_the_field_and_keep_old_output(tmp_path: Path, params: d
     assert proc.returncode == 2
     assert "params.yaml" in proc.stderr and message in proc.stderr
     assert (tmp_path / "reports/model.json").read_text() == "{}"
-
-
-def _project_params(**overrides: dict) -> dict:
-    """The project's params.yaml with sections updated: DVC wants every declared key present."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in overrides.items():
-        params[section] = {**params[section], **values}
-    return params
-
-
-def _outside_the_checkout(folder: str, names: list[str]) -> set[str]:
-    """What a fresh clone does not have: the venv, git and DVC state, pipeline outputs, caches."""
-    top = {".venv", ".git", ".dvc", "reports", "data", "dvc.lock"} if Path(folder) == ROOT else set()
-    return {n for n in names if n in top or "cache" in n}
-
-
-@pytest.mark.slow
-def test_dvc_repro_runs_then_skips(tmp_path: Path) -> None:
-    work = tmp_path / "repo"
-    shutil.copytree(ROOT, work, ignore=_outside_the_checkout)
-    (work / "params.yaml").write_text(yaml.safe_dump(_project_params(**TINY)))
-    assert _run(["dvc", "init", "--no-scm", "-q"], work).returncode == 0
-    first = _run(["dvc", "repro"], work)
-    assert first.returncode == 0, first.stderr
-    for stage in ("summarize", "ingest", "validate"):
-        assert f"Running stage '{stage}'" in first.stdout
-    assert json.loads((work / "reports/model.json").read_text())["config"]["widths"] == [8, 16, 32, 64, 128]
-    assert len((work / "data/prepared/manifest.csv").read_text().splitlines()) == 9
-    assert json.loads((work / "reports/validation.json").read_text())["success"] is True
-    assert (work / "reports/data_docs/index.html").is_file()
-    second = _run(["dvc", "repro"], work)
-    assert second.returncode == 0 and "Running stage" not in second.stdout
-    (work / "params.yaml").write_text(
-        yaml.safe_dump(_project_params(**{**TINY, "model": {**TINY["model"], "norm": "none"}}))
-    )
-    third = _run(["dvc", "repro"], work)
-    assert "Running stage 'summarize'" in third.stdout and "Running stage 'ingest'" not in third.stdout

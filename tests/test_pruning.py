@@ -104,3 +104,18 @@ def test_fold_batchnorm_needs_eval_mode() -> None:
 
     with pytest.raises(ValueError, match="eval mode"):
         fold_batchnorm(UNetPlusPlus.from_preset("tiny").train())
+
+
+def test_unet_baseline_prunes_to_its_one_level() -> None:
+    from unetpp.model import UNet, build_model
+
+    unet = randomize_batchnorm(UNet.from_preset("tiny")).eval()
+    x = torch.randn(1, 3, 32, 32)
+    inference = unet.prune()
+    rebuilt = build_model("unet_inference", **inference.config)
+    rebuilt.load_state_dict(inference.state_dict())
+    with torch.inference_mode():
+        torch.testing.assert_close(inference(x), unet.predict(x))
+        torch.testing.assert_close(rebuilt.eval()(x), unet.predict(x))
+    with pytest.raises(ValueError, match=r"level must be one of \(4,\)"):
+        unet.prune(2, "fast")

@@ -71,6 +71,33 @@ def cmd_validate(args: argparse.Namespace) -> None:
     print(f"validation passed; report {args.report}, Data Docs {args.docs}/index.html")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    """Train (or resume) the configured model; writes models/ and metrics/, logs to MLflow."""
+    from unetpp.train import train
+
+    params = load_params(args.params)
+    summary = train(params, Path(args.prepared), Path(args.models), Path(args.metrics))
+    if summary:
+        best = summary["best"]
+        scores = " ".join(f"{k} {v:.4f}" for k, v in best.items() if k.startswith("dice_"))
+        print(f"best epoch {summary['best_epoch']}/{summary['epochs']}: {scores}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """Measure every pruning level and mode: Dice, IoU, BCE, parameters, GFLOPs, latency."""
+    from unetpp.evaluate import evaluate
+
+    evaluate(load_params(args.params), Path(args.prepared), Path(args.models), Path(args.metrics), Path(args.plots))
+
+
+def cmd_select(args: argparse.Namespace) -> None:
+    """Choose the fastest level and mode within the Dice tolerance; export it; log it to MLflow."""
+    from unetpp.select import select
+
+    selected = select(load_params(args.params), Path(args.metrics), Path(args.models))
+    print(f"selected L{selected['level']} {selected['mode']}: {selected['reason']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unetpp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default="reports/validation.json")
     p.add_argument("--docs", default="reports/data_docs")
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("train", help=cmd_train.__doc__)
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--prepared", default="data/prepared")
+    p.add_argument("--models", default="models")
+    p.add_argument("--metrics", default="metrics")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("evaluate", help=cmd_evaluate.__doc__)
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--prepared", default="data/prepared")
+    p.add_argument("--models", default="models")
+    p.add_argument("--metrics", default="metrics")
+    p.add_argument("--plots", default="plots")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("select", help=cmd_select.__doc__)
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--metrics", default="metrics")
+    p.add_argument("--models", default="models")
+    p.set_defaults(func=cmd_select)
     return parser
 
 

@@ -203,12 +203,43 @@ class UNet(NodeNet):
         """Logits of the one head, as a list so losses treat both architectures alike."""
         return self._run(x, self.nodes, self.head_ids)
 
-    def predict(self, x: Tensor) -> Tensor:
-        """Probabilities of shape (N, num_classes, H, W)."""
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """A U-Net has one output: the full depth."""
+        return (DEPTH,)
+
+    def predict(self, x: Tensor, level: int = DEPTH, mode: Mode = "fast") -> Tensor:
+        """Probabilities of shape (N, num_classes, H, W); `level` and `mode` only accept the full model."""
+        _check_level_mode(level, mode, self.levels)
         return _probabilities(self.forward(x))
 
+    def prune(self, level: int = DEPTH, mode: Mode = "fast") -> UNetInference:
+        """A standalone eval-mode copy returning probabilities, like `UNetPlusPlus.prune`."""
+        _check_level_mode(level, mode, self.levels)
+        pruned = UNetInference(**self.config)
+        pruned.load_state_dict(copy.deepcopy(self.state_dict()))
+        return pruned.eval()
 
-ARCHITECTURES: dict[str, type[NodeNet]] = {"unetpp": UNetPlusPlus, "unet": UNet}
+
+class UNetInference(UNet):
+    """A U-Net whose forward returns probabilities: the baseline's counterpart of a pruned UNet++."""
+
+    def __init__(self, *, level: int = DEPTH, mode: Mode = "fast", **config: Any) -> None:
+        _check_level_mode(level, mode, (DEPTH,))
+        super().__init__(**config)
+        self.config.update(level=level, mode=mode)
+        self.level, self.mode = level, mode
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        return _probabilities(self._run(x, self.nodes, self.head_ids))
+
+
+ARCHITECTURES: dict[str, type[NodeNet]] = {
+    "unetpp": UNetPlusPlus,
+    "unet": UNet,
+    "unetpp_pruned": PrunedUNetPlusPlus,
+    "unet_inference": UNetInference,
+}
 
 
 def build_model(arch: str, **config: Any) -> NodeNet:

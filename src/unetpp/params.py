@@ -104,6 +104,55 @@ class ValidateParams(BaseModel):
     max_cup_outside_disc: float = Field(0.01, ge=0, description="fraction of cup pixels allowed outside the disc")
 
 
+class TrainParams(BaseModel):
+    """The optimisation recipe: the seed's BCE + Dice, Adam, StepLR; best epoch by validation Dice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    step_size: int = Field(10, ge=1, description="StepLR: epochs between decays")
+    gamma: float = Field(0.1, gt=0, le=1)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast; fp16 on CUDA only")
+    channels_last: bool = False
+    head_weights: list[float] | None = None
+    bce_weight: float = Field(1.0, ge=0)
+    dice_weight: float = Field(1.0, ge=0)
+    augment: bool = True
+
+
+class EvaluateParams(BaseModel):
+    """How each pruning level and mode is measured on the validation split."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="the device that will serve")
+    warmup: int = Field(3, ge=0)
+    repeats: int = Field(15, ge=1, description="latency: median of this many batch-1 calls")
+    overlays: int = Field(4, ge=0, description="validation images drawn with their predictions")
+
+
+class SelectParams(BaseModel):
+    """Which pruned model ships: the fastest within a Dice tolerance of the best."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_dice_drop: float = Field(0.01, ge=0)
+    max_latency_ms: float | None = Field(None, gt=0)
+
+
+class TrackingParams(BaseModel):
+    """MLflow: by default SQLite inside the project; MLFLOW_TRACKING_URI overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    experiment: str = "unetpp"
+    store: str = Field("mlruns", description="folder of mlflow.db and artifacts, relative to the project")
+
+
 class Params(BaseModel):
     """The whole params.yaml."""
 
@@ -112,6 +161,10 @@ class Params(BaseModel):
     model: ModelParams = Field(default_factory=ModelParams)
     data: DataParams = Field(default_factory=DataParams)
     validate_: ValidateParams = Field(default_factory=ValidateParams, alias="validate")
+    train: TrainParams = Field(default_factory=TrainParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    select: SelectParams = Field(default_factory=SelectParams)
+    tracking: TrackingParams = Field(default_factory=TrackingParams)
 
     @model_validator(mode="after")
     def _classes_match_data(self) -> Params:

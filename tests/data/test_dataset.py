@@ -55,7 +55,7 @@ def test_augmentation_is_seeded(prepared: Path) -> None:
 
 def test_loader_batches(prepared: Path) -> None:
     params = Params().data
-    loader = make_loader(prepared, "train", params, batch_size=4, augment=True, shuffle=True)
+    loader = make_loader(PreparedDataset(prepared, "train", augment=True), params, batch_size=4, shuffle=True)
     images, masks = next(iter(loader))
     assert images.shape == (4, 3, 64, 64) and masks.shape == (4, 2, 64, 64)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.data import set_track_meta
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from unetpp.data.prepare import load_manifest
 from unetpp.data.transforms import to_model_input, train_augmentation
@@ -28,6 +28,11 @@ class PreparedDataset(Dataset):
         self.paths = [prepared / "samples" / f"{i}.npz" for i in self.ids]
         self.augment = train_augmentation(seed) if augment else None
 
+    def reseed(self, seed: int) -> None:
+        """Restart the augmentation stream: training reseeds per epoch, so a resumed run matches."""
+        if self.augment is not None:
+            self.augment.set_random_state(seed=seed)
+
     def __len__(self) -> int:
         return len(self.paths)
 
@@ -43,16 +48,35 @@ class PreparedDataset(Dataset):
 
 
 def make_loader(
-    prepared: Path, split: str, params: DataParams, *, batch_size: int, augment: bool, shuffle: bool, seed: int = 0
+    dataset: PreparedDataset,
+    params: DataParams,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    rank: int = 0,
+    world: int = 1,
 ) -> DataLoader:
-    """A DataLoader with workers from params and pinned memory when CUDA is there."""
-    dataset = PreparedDataset(prepared, split, augment=augment, seed=seed)
+    """A DataLoader with workers from params, pinned memory on CUDA, and a DistributedSampler under DDP.
+
+    Shuffling is seeded: call `set_epoch(loader, epoch)` before each epoch.
+    """
+    sampler = DistributedSampler(dataset, world, rank, shuffle=shuffle, seed=seed) if world > 1 else None
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         num_workers=params.workers,
         pin_memory=torch.cuda.is_available(),
         generator=torch.Generator().manual_seed(seed),
-        persistent_workers=params.workers > 0,
     )
+
+
+def set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    """Make epoch `epoch`'s order and augmentation a function of (seed, epoch) alone."""
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    elif loader.generator is not None:
+        loader.generator.manual_seed(seed + epoch)
+    loader.dataset.reseed(seed + 1000 * epoch)

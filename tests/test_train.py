@@ -1,0 +1,106 @@
+"""Training: resume after SIGKILL ends where an uninterrupted run ends; DDP on gloo with 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from unetpp.data.prepare import ingest
+from unetpp.params import Params
+
+BIN = Path(sys.executable).parent
+TINY = {
+    "model": {"widths": [4, 8, 16, 32, 64]},
+    "data": {"image_size": 48, "synthetic": {"count": 12, "size": 64}},
+    "validate": {"min_train": 2},
+    "train": {"epochs": 4, "batch_size": 4, "lr": 0.003, "step_size": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    (root / "params.yaml").write_text(yaml.safe_dump(TINY))
+    ingest(Params.model_validate(TINY), root / "data/prepared")
+    return root
+
+
+def _copy(workspace: Path, name: str) -> Path:
+    work = workspace.parent / f"{workspace.name}-{name}"
+    shutil.copytree(workspace, work)
+    return work
+
+
+def _env(work: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    }
+
+
+def _train(work: Path, *prefix: str) -> subprocess.CompletedProcess[str]:
+    cmd = [*prefix, str(BIN / "unetpp"), "train"] if prefix else ["unetpp", "train"]
+    return subprocess.run(cmd, cwd=work, env=_env(work), capture_output=True, text=True, timeout=600)
+
+
+def _best_weights(work: Path) -> dict[str, torch.Tensor]:
+    return torch.load(work / "models/best.pt", weights_only=True)["state_dict"]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_an_uninterrupted_run(workspace: Path) -> None:
+    straight = _copy(workspace, "straight")
+    done = _train(straight)
+    assert done.returncode == 0, done.stderr
+
+    killed = _copy(workspace, "killed")
+    proc = subprocess.Popen(
+        ["unetpp", "train"], cwd=killed, env=_env(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    last = killed / "models/last.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if last.is_file() and torch.load(last, weights_only=True)["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    interrupted_at = torch.load(last, weights_only=True)["epoch"]
+    assert interrupted_at < TINY["train"]["epochs"] - 1, "the run finished before it could be killed"
+
+    resumed = _train(killed)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from models/last.pt after epoch {interrupted_at + 1}" in resumed.stdout
+    assert json.loads((killed / "metrics/train.json").read_text()) == json.loads(
+        (straight / "metrics/train.json").read_text()
+    )
+    for name, tensor in _best_weights(straight).items():
+        assert torch.equal(tensor, _best_weights(killed)[name]), name
+
+
+@pytest.mark.slow
+def test_ddp_on_gloo_with_two_processes(workspace: Path) -> None:
+    work = _copy(workspace, "ddp")
+    proc = _train(work, str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((work / "metrics/train.json").read_text())
+    assert summary["epochs"] == TINY["train"]["epochs"]
+    assert len(re.findall(r"^epoch 1/", proc.stdout, flags=re.M)) == 1  # rank 0 alone reports
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
+    run_id = json.loads((work / "models/run.json").read_text())["run_id"]
+    assert mlflow.get_run(run_id).data.tags["world_size"] == "2"
