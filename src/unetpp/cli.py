@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -98,41 +99,32 @@ def cmd_select(args: argparse.Namespace) -> None:
     print(f"selected L{selected['level']} {selected['mode']}: {selected['reason']}")
 
 
+# subcommand -> (handler, its path options and their defaults); every one also takes --params
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], dict[str, str]]] = {
+    "summary": (cmd_summary, {"--out": "reports/model.json"}),
+    "ingest": (cmd_ingest, {"--out": "data/prepared"}),
+    "validate": (
+        cmd_validate,
+        {"--prepared": "data/prepared", "--report": "reports/validation.json", "--docs": "reports/data_docs"},
+    ),
+    "train": (cmd_train, {"--prepared": "data/prepared", "--models": "models", "--metrics": "metrics"}),
+    "evaluate": (
+        cmd_evaluate,
+        {"--prepared": "data/prepared", "--models": "models", "--metrics": "metrics", "--plots": "plots"},
+    ),
+    "select": (cmd_select, {"--metrics": "metrics", "--models": "models"}),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unetpp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("summary", help=cmd_summary.__doc__)
-    p.add_argument("--params", default="params.yaml")
-    p.add_argument("--out", default="reports/model.json")
-    p.set_defaults(func=cmd_summary)
-    p = sub.add_parser("ingest", help=cmd_ingest.__doc__)
-    p.add_argument("--params", default="params.yaml")
-    p.add_argument("--out", default="data/prepared")
-    p.set_defaults(func=cmd_ingest)
-    p = sub.add_parser("validate", help=cmd_validate.__doc__)
-    p.add_argument("--params", default="params.yaml")
-    p.add_argument("--prepared", default="data/prepared")
-    p.add_argument("--report", default="reports/validation.json")
-    p.add_argument("--docs", default="reports/data_docs")
-    p.set_defaults(func=cmd_validate)
-    p = sub.add_parser("train", help=cmd_train.__doc__)
-    p.add_argument("--params", default="params.yaml")
-    p.add_argument("--prepared", default="data/prepared")
-    p.add_argument("--models", default="models")
-    p.add_argument("--metrics", default="metrics")
-    p.set_defaults(func=cmd_train)
-    p = sub.add_parser("evaluate", help=cmd_evaluate.__doc__)
-    p.add_argument("--params", default="params.yaml")
-    p.add_argument("--prepared", default="data/prepared")
-    p.add_argument("--models", default="models")
-    p.add_argument("--metrics", default="metrics")
-    p.add_argument("--plots", default="plots")
-    p.set_defaults(func=cmd_evaluate)
-    p = sub.add_parser("select", help=cmd_select.__doc__)
-    p.add_argument("--params", default="params.yaml")
-    p.add_argument("--metrics", default="metrics")
-    p.add_argument("--models", default="models")
-    p.set_defaults(func=cmd_select)
+    for name, (func, options) in COMMANDS.items():
+        p = sub.add_parser(name, help=func.__doc__)
+        p.add_argument("--params", default="params.yaml")
+        for flag, default in options.items():
+            p.add_argument(flag, default=default)
+        p.set_defaults(func=func)
     return parser
 
 
