@@ -111,7 +111,10 @@ def generate_fundus(index: int, size: int = 256, seed: int = 0) -> FundusSample:
     cup_colour = np.array([1.0, rng.uniform(0.85, 0.97), rng.uniform(0.6, 0.85)], np.float32)
     img = img * (1 - 0.8 * cup_alpha[..., None]) + 0.8 * cup_colour * cup_alpha[..., None]
 
-    vessels = _vessel_tree(rng, size, cy, cx)
+    # the central vessels leave through the cup's nasal rim and are dimmer across the pale cup, so a
+    # small cup stays visible instead of being painted over by the trunks
+    nasal = 1.0 if cx < centre else -1.0
+    vessels = _vessel_tree(rng, size, ccy, ccx + nasal * ratio * rx) * (1 - 0.7 * cup_alpha)
     vessel_colour = np.array([0.45, 0.08, 0.05], np.float32) * rng.uniform(0.7, 1.1)
     img = img * (1 - 0.85 * vessels[..., None]) + 0.85 * vessel_colour * vessels[..., None]
 
