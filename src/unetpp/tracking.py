@@ -24,10 +24,9 @@ from unetpp.params import TrackingParams
 RUN_FILE = Path("models/run.json")
 
 
-def configure(tracking: TrackingParams, root: Path | None = None) -> str:
+def configure(tracking: TrackingParams) -> str:
     """Point MLflow at the project's store (or MLFLOW_TRACKING_URI) and return the experiment id."""
-    root = (root or Path.cwd()).resolve()
-    store = (root / tracking.store).resolve()
+    store = (Path.cwd() / tracking.store).resolve()
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         store.mkdir(parents=True, exist_ok=True)
@@ -41,10 +40,10 @@ def configure(tracking: TrackingParams, root: Path | None = None) -> str:
     return client.create_experiment(tracking.experiment, artifact_location=location)
 
 
-def git_revision(root: Path | None = None) -> str:
+def git_revision() -> str:
     """The checkout's commit (with `-dirty` when it has changes), or `unknown` outside git."""
     try:
-        cwd = root or Path.cwd()
+        cwd = Path.cwd()
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],

@@ -36,8 +36,8 @@ class RawSample:
     id: str
     split: str
     source_image: str
+    load: Callable[[], Loaded] = field(repr=False)
     source_masks: list[str] = field(default_factory=list)
-    load: Callable[[], Loaded] = field(repr=False, default=lambda: None)  # type: ignore[assignment,return-value]
 
 
 def _image(path: Path) -> tuple[np.ndarray, int, str]:
@@ -62,7 +62,7 @@ def synthetic_samples(p: DataParams) -> list[RawSample]:
             f"synthetic_{i:04d}",
             "val" if i >= cfg.count - n_val else "train",
             f"synthetic:{cfg.seed}/{i}",
-            load=loader(i),
+            loader(i),
         )
         for i in range(cfg.count)
     ]
@@ -94,8 +94,8 @@ def drishti_samples(p: DataParams) -> list[RawSample]:
                     name,
                     split,
                     str(img),
+                    _drishti_loader(img, masks, p.drishti.threshold),
                     [str(m) for m in masks],
-                    load=_drishti_loader(img, masks, p.drishti.threshold),
                 )
             )
     if not samples:
@@ -149,8 +149,8 @@ def folder_samples(p: DataParams) -> list[RawSample]:
             f"{split}_{img.stem}" if found else img.stem,
             str(split),
             str(img),
+            _folder_loader(img, mask, p),
             [str(mask)],
-            load=_folder_loader(img, mask, p),
         )
         for img, mask, split in pairs
     ]
