@@ -16,3 +16,4 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"
+export PREFECT_HOME=${PREFECT_HOME:-$PWD/.prefect}  # Prefect's database and settings stay in the project

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: reproduce the DVC pipeline (set-up included).
+# The main job on the embedded default: the retrain flow (set-up included) — every DVC stage,
+# then register, gate and promote the selected model; ends with a summary.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-dvc repro "$@"
+python -m pipelines.retrain "$@"

@@ -1,4 +1,4 @@
-"""The `unetpp` command: one subcommand per pipeline stage."""
+"""The `unetpp` command: one subcommand per pipeline stage, plus the registry."""
 
 from __future__ import annotations
 
@@ -99,6 +99,24 @@ def cmd_select(args: argparse.Namespace) -> None:
     print(f"selected L{selected['level']} {selected['mode']}: {selected['reason']}")
 
 
+def cmd_registry(args: argparse.Namespace) -> None:
+    """The registered model: show it, register the selection, promote through the gate, roll back."""
+    from unetpp.registry import Registry
+
+    registry = Registry(load_params(args.params))
+    if args.action == "show":
+        print(json.dumps(registry.show(), indent=2))
+    elif args.action == "register":
+        version, created = registry.register(Path(args.models))
+        print(f"{'registered' if created else 'already registered as'} {registry.name} version {version.version}")
+    elif args.action == "promote":
+        decision = registry.gate(args.version, Path(args.prepared))
+        print(json.dumps(decision.as_dict(), indent=2))
+    else:
+        old, new = registry.rollback()
+        print(f"{registry.name}: champion rolled back from version {old} to {new}")
+
+
 # subcommand -> (handler, its path options and their defaults); every one also takes --params
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], dict[str, str]]] = {
     "summary": (cmd_summary, {"--out": "reports/model.json"}),
@@ -113,7 +131,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], dict[str, str]]]
         {"--prepared": "data/prepared", "--models": "models", "--metrics": "metrics", "--plots": "plots"},
     ),
     "select": (cmd_select, {"--metrics": "metrics", "--models": "models"}),
+    "registry": (cmd_registry, {"--models": "models", "--prepared": "data/prepared", "--version": None}),
 }
+# subcommands that take an action word first: name -> the actions
+ACTIONS = {"registry": ("show", "register", "promote", "rollback")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (func, options) in COMMANDS.items():
         p = sub.add_parser(name, help=func.__doc__)
+        if name in ACTIONS:
+            p.add_argument("action", choices=ACTIONS[name])
         p.add_argument("--params", default="params.yaml")
         for flag, default in options.items():
             p.add_argument(flag, default=default)

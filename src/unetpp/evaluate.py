@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,16 @@ from unetpp.train import resolve_device
 
 def variant_key(level: int, mode: str) -> str:
     return f"L{level}_{mode}"
+
+
+def score(
+    served: torch.nn.Module, loader: Iterable, names: list[str], device: torch.device, *, channels_last: bool
+) -> dict[str, dict[str, float]]:
+    """Dice, IoU and BCE per class (and their mean) of a probability-returning module over `loader`."""
+    metrics = SegmentationMetrics(names)
+    for x, y in loader:
+        metrics.update(run_inference(served, x.to(device), channels_last=channels_last), y.to(device))
+    return metrics.compute()
 
 
 def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path, plots_dir: Path) -> list[dict]:
@@ -50,10 +61,7 @@ def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path
             flops = count_flops(pruned, tuple(probe.shape))
             n_params = count_parameters(pruned)
             served = optimize_for_inference(pruned, channels_last=channels_last)
-            metrics = SegmentationMetrics(names)
-            for x, y in loader:
-                metrics.update(run_inference(served, x.to(device), channels_last=channels_last), y.to(device))
-            scores = metrics.compute()
+            scores = score(served, loader, names, device, channels_last=channels_last)
             latency = median_latency_ms(
                 lambda m=served: (run_inference(m, probe, channels_last=channels_last), sync()),
                 warmup=ep.warmup,

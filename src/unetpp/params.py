@@ -153,6 +153,26 @@ class TrackingParams(BaseModel):
     store: str = Field("mlruns", description="folder of mlflow.db and artifacts, relative to the project")
 
 
+class PromoteParams(BaseModel):
+    """The registry's quality gate: when a challenger may replace the champion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field("unetpp", min_length=1, description="the one registered model name")
+    tolerance: float = Field(0.005, ge=0, description="challenger mean Dice >= champion's - tolerance")
+    min_dice: float = Field(0.5, ge=0, le=1, description="the floor for a first champion")
+    max_latency_ms: float | None = Field(None, gt=0, description="latency budget on the serving device")
+
+
+class ScheduleParams(BaseModel):
+    """Scheduled retraining: the cron of the served Prefect deployment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str = "0 3 * * 1"
+    timezone: str = "UTC"
+
+
 class Params(BaseModel):
     """The whole params.yaml."""
 
@@ -165,6 +185,8 @@ class Params(BaseModel):
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     select: SelectParams = Field(default_factory=SelectParams)
     tracking: TrackingParams = Field(default_factory=TrackingParams)
+    promote: PromoteParams = Field(default_factory=PromoteParams)
+    schedule: ScheduleParams = Field(default_factory=ScheduleParams)
 
     @model_validator(mode="after")
     def _classes_match_data(self) -> Params:

@@ -92,6 +92,7 @@ def select(params: Params, metrics_dir: Path, models_dir: Path) -> dict[str, Any
             code_paths=[str(ROOT)],
             signature=_any_batch(infer_signature(example, output)),
             input_example=example,
+            extra_files=[str(out / "model.pt")],  # weights + config: the registry and serving load it weights_only
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
         )
         tracking.mlflow.set_tags(

@@ -24,9 +24,17 @@ from unetpp.params import TrackingParams
 RUN_FILE = Path("models/run.json")
 
 
-def configure(tracking: TrackingParams) -> str:
-    """Point MLflow at the project's store (or MLFLOW_TRACKING_URI) and return the experiment id."""
-    store = (Path.cwd() / tracking.store).resolve()
+def store_dir(tracking: TrackingParams, root: Path | None = None) -> Path:
+    """The project's MLflow folder (SQLite database, artifacts, the registry lock)."""
+    return ((root or Path.cwd()) / tracking.store).resolve()
+
+
+def configure(tracking: TrackingParams, root: Path | None = None) -> str:
+    """Point MLflow at the project's store (or MLFLOW_TRACKING_URI) and return the experiment id.
+
+    `root` is the project folder (default: the working directory).
+    """
+    store = store_dir(tracking, root)
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         store.mkdir(parents=True, exist_ok=True)
@@ -36,7 +44,9 @@ def configure(tracking: TrackingParams) -> str:
     experiment = client.get_experiment_by_name(tracking.experiment)
     if experiment is not None:
         return experiment.experiment_id
-    location = (store / "artifacts").as_uri() if uri.startswith("sqlite:") else None
+    # artifacts beside a SQLite database (MLflow's default would be relative to the working directory)
+    sqlite = uri.startswith("sqlite:///")
+    location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri() if sqlite else None
     return client.create_experiment(tracking.experiment, artifact_location=location)
 
 

@@ -1,0 +1,1 @@
+"""Prefect flows: thin composition over the DVC stages and the `unetpp` library."""

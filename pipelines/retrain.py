@@ -1,0 +1,164 @@
+"""The retrain flow: each DVC stage as a Prefect task, then register -> gate -> promote -> package.
+
+Stages are reproduced through `dvc repro --single-item`, so unchanged ones are skipped and DVC's
+lock file stays the record of what ran. A stage that fails for a reason that may pass (a killed
+process, a busy file) is retried; one whose command rejected its input (exit 2) is not.
+
+Run: `python -m pipelines.retrain` in the project folder (what `bash scripts/run.sh` does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+USER_ERROR = 2  # the exit code of `unetpp` for bad input or params: retrying cannot help
+
+
+class StageFailed(RuntimeError):
+    """A DVC stage exited non-zero; carries the tail of its log."""
+
+    def __init__(self, stage: str, code: int, tail: list[str]) -> None:
+        self.stage, self.code = stage, code
+        self.transient = f"exited with {USER_ERROR}" not in "\n".join(tail)
+        super().__init__(f"stage {stage!r} failed (dvc exit {code}):\n" + "\n".join(tail))
+
+
+def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry unless the stage's own command rejected its input."""
+    try:
+        state.result()
+    except StageFailed as err:
+        return err.transient
+    except Exception:
+        return True
+    return False
+
+
+def stage_names(project: Path) -> list[str]:
+    """The stages of dvc.yaml in their written (dependency) order."""
+    return list(yaml.safe_load((project / "dvc.yaml").read_text())["stages"])
+
+
+@task(retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_transient, task_run_name="dvc-{stage}")
+def reproduce(stage: str, project: Path) -> str:
+    """`dvc repro --single-item STAGE`, its log streamed line by line; returns 'ran' or 'skipped'."""
+    logger = get_run_logger()
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.Popen(
+        [str(BIN / "dvc"), "repro", "--single-item", stage],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    for raw in proc.stdout:
+        line = raw.rstrip()
+        if line:
+            logger.info("[%s] %s", stage, line)
+            lines.append(line)
+    code = proc.wait()
+    if code:
+        raise StageFailed(stage, code, lines[-25:])
+    return "ran" if any(f"Running stage '{stage}'" in line for line in lines) else "skipped"
+
+
+@task
+def register(project: Path, params_file: str) -> dict[str, Any]:
+    """Register the selected model (no duplicate for an unchanged selection); alias `challenger`."""
+    from unetpp.params import load_params
+    from unetpp.registry import Registry
+
+    registry = Registry(load_params(project / params_file), project)
+    version, created = registry.register(project / "models")
+    return {"name": registry.name, "version": version.version, "created": created}
+
+
+@task
+def gate(project: Path, params_file: str, version: str) -> dict[str, Any]:
+    """Re-score challenger and champion on the same validation data; promote when the policy allows."""
+    from unetpp.params import load_params
+    from unetpp.registry import Registry
+
+    registry = Registry(load_params(project / params_file), project)
+    return registry.gate(version, project / "data" / "prepared").as_dict()
+
+
+def _publish(project: Path, decision: dict[str, Any]) -> None:
+    """Prefect artifacts: validation summary, metrics per level, the selection, the promotion decision."""
+    validation = json.loads((project / "reports/validation.json").read_text())
+    results = validation["results"].items()
+    checks = "\n".join(f"| {name} | {'pass' if r['success'] else 'FAIL'} |" for name, r in results)
+    create_markdown_artifact(
+        key="validation", markdown=f"# Data validation\n\n| check | result |\n|---|---|\n{checks}\n",
+        description="Great Expectations gate over the prepared data",
+    )  # fmt: skip
+    rows = json.loads((project / "metrics/eval.json").read_text()).values()
+    keep = ("key", "dice_mean", "dice_disc", "dice_cup", "iou_mean", "latency_ms", "gflops", "parameters")
+    table = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k in keep} for r in rows]
+    create_table_artifact(key="metrics-per-level", table=table, description="every pruning level x mode")
+    selected = json.loads((project / "models/selected.json").read_text())
+    create_markdown_artifact(
+        key="selection", markdown=f"# Selected L{selected['level']} {selected['mode']}\n\n{selected['reason']}\n"
+    )
+    verdict = "promoted" if decision["promoted"] else "not promoted"
+    create_markdown_artifact(
+        key="promotion",
+        markdown=f"# Version {decision['version']}: {verdict}\n\n{decision['reason']}\n\n"
+        f"champion now: version {decision['champion_after']}\n",
+    )
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(project: str = str(ROOT), params_file: str = "params.yaml") -> dict[str, Any]:
+    """Reproduce the pipeline, register the selection, gate and promote it; return the summary."""
+    root = Path(project).resolve()
+    stages = {stage: reproduce(stage, root) for stage in stage_names(root)}
+    registered = register(root, params_file)
+    decision = gate(root, params_file, registered["version"])
+    _publish(root, decision)
+    selected = json.loads((root / "models/selected.json").read_text())
+    summary = {
+        "stages": stages,
+        "selected": {k: selected[k] for k in ("level", "mode", "reason")},
+        "metrics": {k: v for k, v in selected["metrics"].items() if k.startswith("dice_") or k == "latency_ms"},
+        "registered": registered,
+        "decision": decision,
+    }
+    print(render(summary))
+    return summary
+
+
+def render(summary: dict[str, Any]) -> str:
+    """The end-of-run summary as plain text."""
+    stages = ", ".join(f"{name} {state}" for name, state in summary["stages"].items())
+    metrics = " ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items())
+    reg, dec, sel = summary["registered"], summary["decision"], summary["selected"]
+    fresh = "new" if reg["created"] else "already registered"
+    return "\n".join(
+        [
+            "retrain summary",
+            f"  stages:    {stages}",
+            f"  selected:  L{sel['level']} {sel['mode']} ({metrics})",
+            f"  registry:  {reg['name']} version {reg['version']} ({fresh})",
+            f"  promotion: {'promoted' if dec['promoted'] else 'not promoted'}: {dec['reason']}",
+            f"  champion:  version {dec['champion_after']}",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    retrain(project=str(Path.cwd()))

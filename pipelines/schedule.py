@@ -1,0 +1,49 @@
+"""Scheduled retraining: serve the retrain flow as a deployment with a cron schedule.
+
+Schedules only fire against a Prefect server (not the per-process ephemeral one):
+`bash scripts/prefect-server.sh` starts one on 127.0.0.1:4200, then
+`PREFECT_API_URL=http://127.0.0.1:4200/api python -m pipelines.schedule [--cron "0 3 * * 1"]`
+serves the deployment until stopped; the cron defaults to `schedule.cron` in params.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from prefect.schedules import Cron
+
+from pipelines.retrain import retrain
+from unetpp.params import load_params
+
+DEPLOYMENT = "scheduled-retrain"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.schedule", description=__doc__)
+    parser.add_argument("--cron", help="cron expression (default: schedule.cron in params.yaml)")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--name", default=DEPLOYMENT)
+    args = parser.parse_args(argv)
+    if not os.environ.get("PREFECT_API_URL"):
+        print(
+            "error: PREFECT_API_URL is not set; schedules need a Prefect server: run `bash scripts/prefect-server.sh` "
+            "and export PREFECT_API_URL=http://127.0.0.1:4200/api",
+            file=sys.stderr,
+        )
+        return 2
+    params = load_params(args.params)
+    cron = args.cron or params.schedule.cron
+    retrain.serve(
+        name=args.name,
+        schedules=[Cron(cron, timezone=params.schedule.timezone)],
+        parameters={"project": str(Path.cwd()), "params_file": args.params},
+        pause_on_shutdown=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
