@@ -84,7 +84,7 @@ def register(project: Path, params_file: str) -> dict[str, Any]:
 
     registry = Registry(load_params(project / params_file), project)
     version, created = registry.register(project / "models")
-    return {"name": registry.name, "version": version.version, "created": created}
+    return {"name": registry.name, "version": str(version.version), "created": created}
 
 
 @task
@@ -122,7 +122,7 @@ def _publish(project: Path, decision: dict[str, Any]) -> None:
     )
 
 
-@flow(name="retrain", log_prints=True)
+@flow(name="retrain")
 def retrain(project: str = str(ROOT), params_file: str = "params.yaml") -> dict[str, Any]:
     """Reproduce the pipeline, register the selection, gate and promote it; return the summary."""
     root = Path(project).resolve()
@@ -138,7 +138,7 @@ def retrain(project: str = str(ROOT), params_file: str = "params.yaml") -> dict[
         "registered": registered,
         "decision": decision,
     }
-    print(render(summary))
+    get_run_logger().info(render(summary))
     return summary
 
 
@@ -161,4 +161,4 @@ def render(summary: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    retrain(project=str(Path.cwd()))
+    print(render(retrain(project=str(Path.cwd()))))

@@ -1,0 +1,57 @@
+"""A tiny copy of the project for tests that run the real tools (dvc, the flows) on it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TINY = {
+    "model": {"widths": [4, 8, 16, 32, 64]},
+    "data": {"image_size": 48, "synthetic": {"count": 8, "size": 64}},
+    "validate": {"min_train": 2},
+    "train": {"epochs": 2, "batch_size": 4, "lr": 0.003},
+    "evaluate": {"repeats": 3, "warmup": 1, "overlays": 2},
+    "promote": {"min_dice": 0.0},
+}
+
+
+def project_params(**overrides: dict) -> dict:
+    """The project's params.yaml with sections updated: DVC wants every declared key present."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params[section] = {**params[section], **values}
+    return params
+
+
+def _outside_the_checkout(folder: str, names: list[str]) -> set[str]:
+    """What a fresh clone does not have: the venv, git and DVC state, pipeline outputs, caches."""
+    top = {".venv", ".git", ".dvc", ".prefect", "reports", "data", "models", "metrics", "plots", "mlruns", "dvc.lock"}
+    top |= {"model-store", "logs"}
+    return {n for n in names if (Path(folder) == ROOT and n in top) or "cache" in n}
+
+
+def tiny_project(dest: Path) -> Path:
+    """Copy the checkout to `dest` with the tiny params, and `dvc init` it (no git)."""
+    shutil.copytree(ROOT, dest, ignore=_outside_the_checkout)
+    (dest / "params.yaml").write_text(yaml.safe_dump(project_params(**TINY)))
+    assert run(["dvc", "init", "--no-scm", "-q"], dest).returncode == 0
+    return dest
+
+
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """A command in `cwd` with the venv first on PATH and MLflow on a store beside the project."""
+    full = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{cwd.parent / 'mlflow.db'}",
+        **env,
+    }
+    return subprocess.run(args, cwd=cwd, env=full, capture_output=True, text=True, timeout=900)
