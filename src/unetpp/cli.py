@@ -117,6 +117,36 @@ def cmd_registry(args: argparse.Namespace) -> None:
         print(f"{registry.name}: champion rolled back from version {old} to {new}")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    """TorchServe: package the champion (or --version), start, stop, status, swap in a new archive."""
+    from unetpp.serve import Server
+
+    server = Server(load_params(args.params))
+    if args.action == "package":
+        mar, version = server.package(args.version)
+        print(f"packaged {server.name} version {version}: {mar}")
+    elif args.action == "start":
+        info = server.start(Path(args.mar) if args.mar else None)
+        print(f"TorchServe ready at {server.inference} (pid {info['pid']}): {json.dumps(info['versions'])}")
+    elif args.action == "stop":
+        print("TorchServe stopped" if server.stop() else "TorchServe was not running")
+    elif args.action == "swap":
+        mar, version = server.package(args.version)
+        info = server.swap(mar, version)
+        print(f"{server.name} version {version} is now the default: {json.dumps(info['versions'])}")
+    else:
+        print(json.dumps(server.status(), indent=2))
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    """Send IMAGE to the running TorchServe; print the JSON answer and write the overlay PNG."""
+    from unetpp.client import predict
+
+    answer, overlay = predict(load_params(args.params), Path(args.image), Path(args.overlay) if args.overlay else None)
+    print(json.dumps(answer, indent=2))
+    print(f"overlay written to {overlay}", file=sys.stderr)
+
+
 # subcommand -> (handler, its path options and their defaults); every one also takes --params
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], dict[str, str]]] = {
     "summary": (cmd_summary, {"--out": "reports/model.json"}),
@@ -132,9 +162,14 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], dict[str, str]]]
     ),
     "select": (cmd_select, {"--metrics": "metrics", "--models": "models"}),
     "registry": (cmd_registry, {"--models": "models", "--prepared": "data/prepared", "--version": None}),
+    "serve": (cmd_serve, {"--version": None, "--mar": None}),
+    "predict": (cmd_predict, {"--overlay": None}),
 }
 # subcommands that take an action word first: name -> the actions
-ACTIONS = {"registry": ("show", "register", "promote", "rollback")}
+ACTIONS = {
+    "registry": ("show", "register", "promote", "rollback"),
+    "serve": ("package", "start", "stop", "status", "swap"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=func.__doc__)
         if name in ACTIONS:
             p.add_argument("action", choices=ACTIONS[name])
+        if name == "predict":
+            p.add_argument("image")
         p.add_argument("--params", default="params.yaml")
         for flag, default in options.items():
             p.add_argument(flag, default=default)
@@ -155,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"unetpp {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

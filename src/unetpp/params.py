@@ -173,6 +173,23 @@ class ScheduleParams(BaseModel):
     timezone: str = "UTC"
 
 
+class ServeParams(BaseModel):
+    """TorchServe: where archives go, loopback ports, batching, workers and request limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_store: str = "model-store"
+    inference_port: int = Field(8080, ge=1, le=65535)
+    management_port: int = Field(8081, ge=1, le=65535)
+    metrics_port: int = Field(8082, ge=1, le=65535)
+    batch_size: int = Field(4, ge=1)
+    max_batch_delay_ms: int = Field(5, ge=0)
+    workers: int = Field(1, ge=1)
+    threads: int = Field(2, ge=1, description="torch threads per worker")
+    max_bytes: int = Field(20 * 2**20, ge=1)
+    max_pixels: int = Field(4096 * 4096, ge=1)
+
+
 class Params(BaseModel):
     """The whole params.yaml."""
 
@@ -187,6 +204,7 @@ class Params(BaseModel):
     tracking: TrackingParams = Field(default_factory=TrackingParams)
     promote: PromoteParams = Field(default_factory=PromoteParams)
     schedule: ScheduleParams = Field(default_factory=ScheduleParams)
+    serve: ServeParams = Field(default_factory=ServeParams)
 
     @model_validator(mode="after")
     def _classes_match_data(self) -> Params:

@@ -1,0 +1,82 @@
+"""From per-class probabilities to what a clinical client reads: masks, areas, boxes, cup-to-disc ratio.
+
+Masks travel as COCO-style uncompressed RLE (column-major runs, starting with background), which
+pycocotools and most viewers decode; `rle_decode` is the inverse for our own clients and tests.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+COLOURS = {"disc": (255, 0, 0), "cup": (255, 255, 0)}  # the overlay's: disc red, cup yellow
+OTHER = (0, 160, 255)
+
+
+def masks_at(probs: torch.Tensor, height: int, width: int, threshold: float = 0.5) -> np.ndarray:
+    """(C, h, w) probabilities to (C, height, width) bool masks (bilinear, then thresholded)."""
+    if probs.shape[-2:] != (height, width):
+        probs = F.interpolate(probs[None].float(), size=(height, width), mode="bilinear", align_corners=False)[0]
+    return (probs > threshold).cpu().numpy()
+
+
+def rle_encode(mask: np.ndarray) -> dict[str, Any]:
+    flat = np.asarray(mask, dtype=np.uint8).ravel(order="F")
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flat, [0]])))
+    runs = np.diff(np.concatenate([[0], edges, [flat.size]]))
+    counts = runs[:-1] if runs[-1] == 0 else runs
+    return {"size": list(mask.shape), "counts": counts.astype(int).tolist()}
+
+
+def rle_decode(rle: dict[str, Any]) -> np.ndarray:
+    h, w = rle["size"]
+    values = np.arange(len(rle["counts"])) % 2
+    flat = np.repeat(values.astype(bool), rle["counts"])
+    flat = np.concatenate([flat, np.zeros(h * w - flat.size, bool)])
+    return flat.reshape((h, w), order="F")
+
+
+def bbox(mask: np.ndarray) -> list[int] | None:
+    """[x_min, y_min, x_max, y_max] (inclusive pixels), or None for an empty mask."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return [int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])]
+
+
+def vertical_cdr(disc: np.ndarray, cup: np.ndarray) -> float | None:
+    """Vertical cup-to-disc ratio: the cup's vertical extent over the disc's (None without a disc)."""
+    d, c = bbox(disc), bbox(cup)
+    if d is None:
+        return None
+    return 0.0 if c is None else (c[3] - c[1] + 1) / (d[3] - d[1] + 1)
+
+
+def readout(masks: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Per class: area in pixels, bounding box and RLE mask; the vertical CDR for the disc + cup task."""
+    out: dict[str, Any] = {
+        "size": list(masks.shape[1:]),
+        "classes": {
+            name: {"area": int(m.sum()), "bbox": bbox(m), "rle": rle_encode(m)}
+            for name, m in zip(names, masks, strict=True)
+        },
+    }
+    if names == ["disc", "cup"]:
+        cdr = vertical_cdr(masks[0], masks[1])
+        out["vertical_cdr"] = None if cdr is None else round(cdr, 4)
+    return out
+
+
+def overlay_png(image: np.ndarray, masks: np.ndarray, names: list[str], alpha: float = 0.45) -> bytes:
+    """The image with each class blended in its colour (disc red, cup yellow), as PNG bytes."""
+    out = image.astype(np.float32)
+    for name, m in zip(names, masks, strict=True):
+        out[m] = (1 - alpha) * out[m] + alpha * np.asarray(COLOURS.get(name, OTHER), np.float32)
+    buf = io.BytesIO()
+    Image.fromarray(out.round().astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
