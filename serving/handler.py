@@ -25,7 +25,8 @@ class SegmentationHandler(BaseHandler):
         model_dir = Path(context.system_properties["model_dir"])
         sys.path.insert(0, str(model_dir))  # the archive's minimal `unetpp` package comes first
         from unetpp.checkpoint import load_checkpoint
-        from unetpp.inference import optimize_for_inference
+        from unetpp.data import transforms  # noqa: F401  (imports MONAI now, not on the first request)
+        from unetpp.inference import inference_context, optimize_for_inference
         from unetpp.payload import Limits
 
         cfg = (context.model_yaml_config or {}).get("handler", {})
@@ -39,6 +40,9 @@ class SegmentationHandler(BaseHandler):
         self.size, self.names = int(meta["image_size"]), list(meta["class_names"])
         self.limits = Limits(int(cfg.get("max_bytes", Limits.max_bytes)), int(cfg.get("max_pixels", Limits.max_pixels)))
         self.model_info = {"name": cfg.get("name"), "version": str(cfg.get("version")), "level": level, "mode": mode}
+        with inference_context():  # warm-up: the worker turns READY only once it answers at full speed
+            for _ in range(2):
+                self.model(torch.zeros(1, model.config["in_channels"], self.size, self.size))
         self.initialized = True
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:

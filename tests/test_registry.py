@@ -13,10 +13,9 @@ import pytest
 import torch
 import yaml
 
-from unetpp.checkpoint import atomic_save, model_payload
+from tests.models import fit_tiny, log_selection
 from unetpp.data.dataset import PreparedDataset
 from unetpp.data.prepare import ingest
-from unetpp.losses import DeepSupervisionLoss
 from unetpp.model import UNetPlusPlus
 from unetpp.params import Params, PromoteParams
 from unetpp.registry import CHAMPION, PREVIOUS, Registry, RegistryError, decide
@@ -78,51 +77,15 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture(scope="module")
 def trained(project: Path) -> UNetPlusPlus:
-    """A tiny UNet++ fitted for a few steps: clearly better than its random initialisation."""
-    torch.manual_seed(0)
-    model = UNetPlusPlus(**_params().model.build_kwargs())
-    data = PreparedDataset(project / "data" / "prepared", "train")
-    x = torch.stack([data[i][0] for i in range(len(data))])
-    y = torch.stack([data[i][1] for i in range(len(data))])
-    opt, loss_fn = torch.optim.Adam(model.parameters(), lr=1e-2), DeepSupervisionLoss()
-    for _ in range(100):
-        opt.zero_grad()
-        loss_fn(model(x), y).backward()
-        opt.step()
-    return model.eval()
+    return fit_tiny(_params(), project / "data" / "prepared")
 
 
 def _random() -> UNetPlusPlus:
-    torch.manual_seed(1)
-    return UNetPlusPlus(**_params().model.build_kwargs()).eval()
+    return fit_tiny(_params(), Path(), steps=0, seed=1)
 
 
-def _select(model: UNetPlusPlus, models: Path, *, manifest_sha: str = "a" * 64, latency: float = 5.0) -> Path:
-    """What `unetpp select` leaves behind: a pipeline run with the logged pruned model, selected.json, run.json."""
-    import mlflow
-    import mlflow.pytorch
-
-    from unetpp import tracking
-
-    pruned = model.prune(2, "fast")
-    models.mkdir(parents=True, exist_ok=True)
-    payload = model_payload(pruned, "unetpp_pruned", class_names=["disc", "cup"], image_size=SIZE)
-    atomic_save(payload, models / "model.pt")
-    experiment = tracking.configure(_params().tracking, models)
-    with mlflow.start_run(experiment_id=experiment) as run:
-        mlflow.set_tags({"data_manifest_sha256": manifest_sha, "git_revision": "test"})
-        info = mlflow.pytorch.log_model(
-            pruned,
-            name="model",
-            serialization_format="pickle",
-            extra_files=[str(models / "model.pt")],
-            pip_requirements=["torch"],
-        )
-    tracking.write_run_file(run.info.run_id, experiment, models / "run.json")
-    metrics = {"latency_ms": latency, "dice_mean": 0.5, "dice_disc": 0.5, "dice_cup": 0.5}
-    selected = {"level": 2, "mode": "fast", "arch": "unetpp_pruned", "metrics": metrics, "model_uri": info.model_uri}
-    (models / "selected.json").write_text(json.dumps(selected))
-    return models
+def _select(model: UNetPlusPlus, models: Path, **kw: object) -> Path:
+    return log_selection(model, models, _params(), **kw)
 
 
 def _register(registry: Registry, model: UNetPlusPlus, folder: Path, **kw: object) -> str:

@@ -150,11 +150,18 @@ class Server:
         template = (self.root / "serving" / "config.properties").read_text()
         fields = self.cfg.model_dump() | {"model_store": self.store, "load_models": f"{self.name}={mar.name}"}
         (self.runtime / "config.properties").write_text(template.format(**fields))
-        _call(
-            [str(BIN / "torchserve"), "--start", "--ncs", "--ts-config", str(self.runtime / "config.properties")],
-            cwd=self.runtime,
-            env=self._env(),
-        )
+        console = self.runtime / "logs" / "console.log"
+        console.parent.mkdir(parents=True, exist_ok=True)
+        with console.open("ab") as out:  # a file, not a pipe: the server outlives this call and keeps it open
+            done = subprocess.run(
+                [str(BIN / "torchserve"), "--start", "--ncs", "--ts-config", str(self.runtime / "config.properties")],
+                cwd=self.runtime,
+                env=self._env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        if done.returncode:
+            raise ServeError(f"torchserve --start failed ({done.returncode}); see {console}")
         return self.wait_ready(timeout)
 
     def stop(self, timeout: float = 60) -> bool:
@@ -246,8 +253,20 @@ class Server:
         self.wait_ready(version=version)
         self._manage("PUT", f"/models/{self.name}/{version}/set-default")
         for v in old:
+            self._drain(v)
             self._manage("DELETE", f"/models/{self.name}/{v}")
         return self.status()
+
+    def _drain(self, version: str, timeout: float = 60, grace: float = 2.0) -> None:
+        """Wait until `version` has no queued request, then `grace` seconds for the batch in its worker
+        (TorchServe does not report that one): unregistering fails whatever the version still holds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            (described,) = self._manage("GET", f"/models/{self.name}/{version}")
+            if described.get("jobQueueStatus", {}).get("pendingRequests", 0) == 0:
+                break
+            time.sleep(0.1)
+        time.sleep(grace)
 
 
 def _ready(version: dict[str, Any]) -> bool:

@@ -1,0 +1,69 @@
+"""Small registered models for the registry and serving tests: fitted in seconds, logged like `select` does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from unetpp.checkpoint import atomic_save, model_payload
+from unetpp.data.dataset import PreparedDataset
+from unetpp.losses import DeepSupervisionLoss
+from unetpp.model import UNetPlusPlus
+from unetpp.params import Params
+
+
+def fit_tiny(params: Params, prepared: Path, steps: int = 100, seed: int = 0) -> UNetPlusPlus:
+    """A UNet++ fitted for `steps` full-batch steps on the train split: clearly better than at random."""
+    torch.manual_seed(seed)
+    model = UNetPlusPlus(**params.model.build_kwargs())
+    if steps:
+        data = PreparedDataset(prepared, "train")
+        x = torch.stack([data[i][0] for i in range(len(data))])
+        y = torch.stack([data[i][1] for i in range(len(data))])
+        opt, loss_fn = torch.optim.Adam(model.parameters(), lr=1e-2), DeepSupervisionLoss()
+        for _ in range(steps):
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+    return model.eval()
+
+
+def log_selection(
+    model: UNetPlusPlus,
+    models: Path,
+    params: Params,
+    *,
+    level: int = 2,
+    mode: str = "fast",
+    manifest_sha: str = "a" * 64,
+    latency: float = 5.0,
+) -> Path:
+    """What `unetpp select` leaves behind: a pipeline run with the logged pruned model, selected.json, run.json."""
+    import mlflow
+    import mlflow.pytorch
+
+    from unetpp import tracking
+
+    pruned = model.prune(level, mode)
+    models.mkdir(parents=True, exist_ok=True)
+    payload = model_payload(
+        pruned, "unetpp_pruned", class_names=params.model.class_names, image_size=params.data.image_size
+    )
+    atomic_save(payload, models / "model.pt")
+    experiment = tracking.configure(params.tracking, models)
+    with mlflow.start_run(experiment_id=experiment) as run:
+        mlflow.set_tags({"data_manifest_sha256": manifest_sha, "git_revision": "test"})
+        info = mlflow.pytorch.log_model(
+            pruned,
+            name="model",
+            serialization_format="pickle",
+            extra_files=[str(models / "model.pt")],
+            pip_requirements=["torch"],
+        )
+    tracking.write_run_file(run.info.run_id, experiment, models / "run.json")
+    metrics = {"latency_ms": latency, "dice_mean": 0.5, "dice_disc": 0.5, "dice_cup": 0.5}
+    selected = {"level": level, "mode": mode, "arch": "unetpp_pruned", "metrics": metrics, "model_uri": info.model_uri}
+    (models / "selected.json").write_text(json.dumps(selected))
+    return models

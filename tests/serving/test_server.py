@@ -1,0 +1,164 @@
+"""TorchServe on loopback over HTTP: answers equal the in-process model's, bad input gets 4xx, hot swap."""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+
+import numpy as np
+import pytest
+import requests
+import tifffile
+import torch
+from PIL import Image
+
+from tests.models import fit_tiny, log_selection
+from unetpp.checkpoint import load_checkpoint
+from unetpp.data.synthetic import generate_fundus
+from unetpp.data.transforms import resize_image, to_model_input
+from unetpp.inference import optimize_for_inference
+from unetpp.readout import masks_at, rle_decode
+from unetpp.registry import Registry
+from unetpp.serve import Server
+
+pytestmark = pytest.mark.slow
+
+
+def _png(arr: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode=mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _post(server: Server, body: bytes | str, ctype: str | None = "image/png", **headers: str) -> requests.Response:
+    h = {"Authorization": f"Bearer {server.keys()['inference']}", **headers}
+    if ctype is not None:
+        h["Content-Type"] = ctype
+    return requests.post(f"{server.inference}/predictions/{server.name}", data=body, headers=h, timeout=60)
+
+
+def _fundus(i: int = 0, size: int = 96) -> np.ndarray:
+    return generate_fundus(i, size, seed=11).image
+
+
+def test_prediction_equals_the_in_process_model(served: Server) -> None:
+    image = _fundus(0, 96)
+    resp = _post(served, _png(image))
+    assert resp.status_code == 200, resp.text
+    answer = resp.json()
+    assert answer["model"] == {"name": "unetpp", "version": "1", "level": 2, "mode": "fast"}
+    assert answer["size"] == [96, 96] and set(answer["classes"]) == {"disc", "cup"}
+
+    weights = served.store / "unpacked.pt"
+    import zipfile
+
+    with zipfile.ZipFile(served.newest_archive()) as mar:
+        weights.write_bytes(mar.read("model.pt"))
+    model, meta = load_checkpoint(weights)
+    model = optimize_for_inference(model)
+    with torch.inference_mode():
+        probs = model(to_model_input(resize_image(image, meta["image_size"]))[None])[0]
+    expected = masks_at(probs, 96, 96)
+    for name, mask in zip(("disc", "cup"), expected, strict=True):
+        got = rle_decode(answer["classes"][name]["rle"])
+        assert (got == mask).all(), name
+        assert answer["classes"][name]["area"] == int(mask.sum())
+
+
+def test_inputs_of_every_supported_kind(served: Server) -> None:
+    rgb = _fundus(1, 80)
+    gray = rgb.mean(axis=2).astype(np.uint8)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    gray16 = gray.astype(np.uint16) * 257
+    tif = io.BytesIO()
+    tifffile.imwrite(tif, rgb.astype(np.uint16) * 257)
+    jpg = io.BytesIO()
+    Image.fromarray(rgb).save(jpg, format="JPEG", quality=90)
+    cases = {
+        "rgb png": (_png(rgb), "image/png"),
+        "gray png": (_png(gray), "image/png"),
+        "rgba png": (_png(rgba), "image/png"),
+        "16-bit gray png": (_png(gray16), "image/png"),
+        "16-bit rgb tiff": (tif.getvalue(), "image/tiff"),
+        "jpeg": (jpg.getvalue(), "image/jpeg"),
+        "json base64": ('{"image": "' + base64.b64encode(_png(rgb)).decode() + '"}', "application/json"),
+    }
+    for kind, (body, ctype) in cases.items():
+        resp = _post(served, body, ctype)
+        assert resp.status_code == 200, (kind, resp.text)
+        assert resp.json()["size"] == [80, 80], kind
+    overlay = _post(served, _png(rgb), Accept="image/png")
+    assert overlay.status_code == 200 and overlay.headers["Content-Type"].startswith("image/png")
+    assert Image.open(io.BytesIO(overlay.content)).size == (80, 80)
+
+
+def test_bad_input_gets_a_clear_4xx_and_the_worker_carries_on(served: Server) -> None:
+    good = _png(_fundus(2, 64))
+    noise = np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8)
+    jpg = io.BytesIO()
+    Image.fromarray(_fundus(3, 64)).save(jpg, format="JPEG")
+    float_tif = io.BytesIO()
+    tifffile.imwrite(float_tif, np.zeros((32, 32), np.float32))
+    la = _png(np.zeros((32, 32, 2), np.uint8), mode="LA")
+    cases = {
+        "empty body": (b"", "image/png", 400, "empty request body"),
+        "not an image": (b"hello, this is text", "image/png", 400, "not a readable image"),
+        "truncated png": (good[: len(good) // 2], "image/png", 400, "not a readable image"),
+        "truncated jpeg": (jpg.getvalue()[:300], "image/jpeg", 400, "not a readable image"),
+        "too many pixels": (_png(np.zeros((600, 600), np.uint8)), "image/png", 413, "over the limit"),
+        "too many bytes": (_png(noise), "image/png", 413, "over the limit"),
+        "gray+alpha mode": (la, "image/png", 415, "expected a 2-D gray, RGB or RGBA image"),
+        "float pixels": (float_tif.getvalue(), "image/tiff", 415, "expected 8- or 16-bit pixels"),
+        "invalid json": ("{not json", "application/json", 400, "invalid JSON"),
+        "invalid base64": ('{"image": "***"}', "application/json", 400, "not valid base64"),
+        "json without image": ('{"picture": "x"}', "application/json", 400, 'string field "image"'),
+        "unsupported type": (b"abc", "text/plain", 415, "unsupported Content-Type"),
+    }
+    for kind, (body, ctype, status, words) in cases.items():
+        resp = _post(served, body, ctype)
+        assert resp.status_code == status, (kind, resp.status_code, resp.text)
+        assert words in resp.json()["error"], (kind, resp.text)
+        after = _post(served, good)
+        assert after.status_code == 200, (kind, after.text)
+
+
+def test_metrics_and_status(served: Server) -> None:
+    status = served.status()
+    assert status["versions"][0]["workers"][0]["status"] == "READY"
+    metrics = requests.get(f"http://127.0.0.1:{served.cfg.metrics_port}/metrics", timeout=10)
+    assert metrics.status_code == 200 and "ts_inference_requests_total" in metrics.text
+    assert requests.get(f"{served.management}/models", timeout=10).status_code in (400, 401)  # token required
+
+
+def test_hot_swap_under_load_drops_no_request(served: Server) -> None:
+    project = served.root
+    registry = Registry(served.params, project)
+    model = fit_tiny(served.params, project / "data" / "prepared", steps=0, seed=5)
+    version, _ = registry.register(log_selection(model, project / "selected-2", served.params, level=3))
+    body, results, stop = _png(_fundus(4, 64)), [], threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                resp = _post(served, body)
+                results.append((resp.status_code, resp.json().get("model", {}).get("version")))
+            except requests.RequestException as err:
+                results.append((type(err).__name__, None))
+
+    threads = [threading.Thread(target=loop) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        mar, v = served.package(str(version.version))
+        info = served.swap(mar, v)
+        stop.wait(2.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert [x["version"] for x in info["versions"]] == [v]
+    assert all(code == 200 for code, _ in results), [r for r in results if r[0] != 200][:5]
+    versions = [ver for _, ver in results]
+    assert "1" in versions and versions[-1] == v == "2"
+    assert versions == sorted(versions)  # once swapped, never back
