@@ -1,5 +1,7 @@
 """The retrain flow: each DVC stage as a Prefect task, then register -> gate -> promote -> package.
 
+`package` builds the champion's TorchServe archive and, when a server runs, hot-swaps it in.
+
 Stages are reproduced through `dvc repro --single-item`, so unchanged ones are skipped and DVC's
 lock file stays the record of what ran. A stage that fails for a reason that may pass (a killed
 process, a busy file) is retried; one whose command rejected its input (exit 2) is not.
@@ -97,6 +99,28 @@ def gate(project: Path, params_file: str, version: str) -> dict[str, Any]:
     return registry.gate(version, project / "data" / "prepared").as_dict()
 
 
+@task
+def package(project: Path, params_file: str, champion: str | None) -> dict[str, Any]:
+    """Build the champion's TorchServe archive (once per version); hot-swap it into a running server."""
+    from unetpp.params import load_params
+    from unetpp.serve import Server
+
+    if champion is None:
+        return {"archive": None, "action": "no champion to package"}
+    server = Server(load_params(project / params_file), project)
+    mar = server.store / f"{server.name}-v{champion}.mar"
+    action = "already packaged" if mar.is_file() else "packaged"
+    if not mar.is_file():
+        mar, _ = server.package(champion)
+    if server.pid() is None:
+        return {"archive": str(mar), "action": f"{action}; TorchServe not running (`unetpp serve start`)"}
+    default = [v["version"] for v in server.status()["versions"] if v["default"]]
+    if default != [champion]:
+        server.swap(mar, champion)
+        action += f"; swapped into the running TorchServe (was version {default[0] if default else 'none'})"
+    return {"archive": str(mar), "action": action + f"; TorchServe serves version {champion}"}
+
+
 def _publish(project: Path, decision: dict[str, Any]) -> None:
     """Prefect artifacts: validation summary, metrics per level, the selection, the promotion decision."""
     validation = json.loads((project / "reports/validation.json").read_text())
@@ -129,6 +153,7 @@ def retrain(project: str = str(ROOT), params_file: str = "params.yaml") -> dict[
     stages = {stage: reproduce(stage, root) for stage in stage_names(root)}
     registered = register(root, params_file)
     decision = gate(root, params_file, registered["version"])
+    packaged = package(root, params_file, decision["champion_after"])
     _publish(root, decision)
     selected = json.loads((root / "models/selected.json").read_text())
     summary = {
@@ -137,6 +162,7 @@ def retrain(project: str = str(ROOT), params_file: str = "params.yaml") -> dict[
         "metrics": {k: v for k, v in selected["metrics"].items() if k.startswith("dice_") or k == "latency_ms"},
         "registered": registered,
         "decision": decision,
+        "package": packaged,
     }
     get_run_logger().info(render(summary))
     return summary
@@ -156,6 +182,7 @@ def render(summary: dict[str, Any]) -> str:
             f"  registry:  {reg['name']} version {reg['version']} ({fresh})",
             f"  promotion: {'promoted' if dec['promoted'] else 'not promoted'}: {dec['reason']}",
             f"  champion:  version {dec['champion_after']}",
+            f"  serving:   {summary['package']['archive']} ({summary['package']['action']})",
         ]
     )
 

@@ -31,6 +31,8 @@ def test_retrain_runs_every_stage_then_promotes_and_reruns_as_a_no_op(
     assert first["decision"]["promoted"] and "no champion yet" in first["decision"]["reason"]
     out = caplog.text
     assert "retrain summary" in out and "promotion: promoted" in out and "champion:  version 1" in out
+    assert first["package"]["archive"].endswith("model-store/unetpp-v1.mar")
+    assert first["package"]["action"].startswith("packaged; TorchServe not running")
     for key in ("validation", "metrics-per-level", "selection", "promotion"):
         assert Artifact.get(key) is not None, key
 
@@ -38,6 +40,7 @@ def test_retrain_runs_every_stage_then_promotes_and_reruns_as_a_no_op(
     assert second["stages"] == dict.fromkeys(stage_names(project), "skipped")
     assert second["registered"] == {"name": "unetpp", "version": "1", "created": False}
     assert not second["decision"]["promoted"] and "already the champion" in second["decision"]["reason"]
+    assert second["package"]["action"].startswith("already packaged")
     registry = Registry(load_params(project / "params.yaml"), project)
     assert [str(v.version) for v in registry.versions()] == ["1"]
     assert registry.aliases() == {"challenger": "1", "champion": "1"}
