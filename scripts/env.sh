@@ -17,3 +17,4 @@ if [ ! -f "$stamp" ]; then
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 export PREFECT_HOME=${PREFECT_HOME:-$PWD/.prefect}  # Prefect's database and settings stay in the project
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false  # quiet downloads in the flow log

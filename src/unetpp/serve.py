@@ -209,13 +209,14 @@ class Server:
     def status(self) -> dict[str, Any]:
         """Versions of the model, the default one, and their workers."""
         described = self._manage("GET", f"/models/{self.name}/all")
+        default = self._manage("GET", f"/models/{self.name}")[0]["modelVersion"]
         return {
             "pid": self.pid(),
             "inference": self.inference,
             "versions": [
                 {
                     "version": m["modelVersion"],
-                    "default": m.get("isDefault", False),
+                    "default": m["modelVersion"] == default,
                     "batch_size": m.get("batchSize"),
                     "workers": [{"pid": w.get("pid"), "status": w["status"]} for w in m.get("workers", [])],
                 }

@@ -37,6 +37,8 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int | None = None
             with tifffile.TiffFile(io.BytesIO(data)) as tif:
                 _check_pixels(name, tif.pages[0].shape[:2], max_pixels)
                 arr = tif.asarray()
+            if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+                arr = np.moveaxis(arr, 0, -1)  # TIFF stored channels-first
         else:
             with Image.open(io.BytesIO(data)) as img:
                 _check_pixels(name, img.size[::-1], max_pixels)
@@ -46,8 +48,6 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int | None = None
         raise
     except Exception as err:  # Pillow and tifffile raise many types for bad bytes
         raise ImageReadError(f"{name}: not a readable image ({type(err).__name__}: {err})") from None
-    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
-        arr = np.moveaxis(arr, 0, -1)  # TIFF stored channels-first
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (1, 3, 4)):
         raise UnsupportedImage(f"{name}: expected a 2-D gray, RGB or RGBA image; got an array of shape {arr.shape}")
     if arr.dtype not in (np.uint8, np.uint16, np.bool_, np.int32, np.uint32):

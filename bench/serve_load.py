@@ -1,0 +1,160 @@
+"""Load test of the served champion: TorchServe on loopback against the raw model forward, in one run.
+
+Sends `--requests` PNG requests at each concurrency (default 1, 4 and 8; one HTTP session per
+client thread) and prints p50/p95/p99 latency, throughput and errors; the ratio of TorchServe's
+p50 to the raw forward of the same pruned model (batch 1, BN folded, channels_last, in this
+process while the server idles); and the worker's resident memory before and after. Starts
+TorchServe from the newest archive in the model store unless one already runs (and then stops it).
+
+Usage: python bench/serve_load.py [--requests 2000] [--concurrency 1 4 8] [--image PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import tempfile
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import requests
+import torch
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from unetpp.checkpoint import load_checkpoint
+from unetpp.data.images import decode_image, to_rgb8
+from unetpp.data.synthetic import generate_fundus
+from unetpp.data.transforms import resize_image, to_model_input
+from unetpp.inference import optimize_for_inference, run_inference
+from unetpp.params import load_params
+from unetpp.profile import median_latency_ms
+from unetpp.serve import Server
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGET = 1.25  # TorchServe p50 / raw forward
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--requests", type=int, default=2000)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
+    p.add_argument("--image", type=Path, help="a PNG/JPEG/TIFF (default: a generated 256x256 fundus)")
+    return p.parse_args()
+
+
+def rss_mib(pid: int | None) -> float | None:
+    """Resident memory of a process from /proc, in MiB."""
+    if pid is None:
+        return None
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def worker_pid(server: Server) -> int | None:
+    versions = server.status()["versions"]
+    default = [v for v in versions if v["default"]] or versions
+    return default[0]["workers"][0]["pid"]
+
+
+def raw_forward_ms(server: Server, image: np.ndarray, repeats: int = 200) -> tuple[float, str]:
+    """Median batch-1 forward of the served archive's model at its resolution, here in-process."""
+    with zipfile.ZipFile(server.newest_archive()) as mar, tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "model.pt"
+        weights.write_bytes(mar.read("model.pt"))
+        model, meta = load_checkpoint(weights)
+    torch.set_num_threads(server.cfg.threads)
+    served = optimize_for_inference(model, channels_last=True)
+    x = to_model_input(resize_image(image, meta["image_size"]))[None]
+    ms = median_latency_ms(lambda: run_inference(served, x), warmup=20, repeats=repeats)
+    return ms, f"L{model.config['level']} {model.config['mode']} at {meta['image_size']} px"
+
+
+def load(server: Server, body: bytes, n: int, concurrency: int) -> dict[str, float]:
+    url = f"{server.inference}/predictions/{server.name}"
+    headers = {"Content-Type": "image/png", "Authorization": f"Bearer {server.keys()['inference']}"}
+    local = threading.local()
+
+    def one(_: int) -> tuple[float, bool]:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        start = time.perf_counter()
+        resp = session.post(url, data=body, headers=headers, timeout=60)
+        return 1e3 * (time.perf_counter() - start), resp.status_code == 200
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(4 * concurrency)))  # warm-up: connections and the worker
+        start = time.perf_counter()
+        results = list(pool.map(one, range(n)))
+        wall = time.perf_counter() - start
+    ms = sorted(t for t, _ in results)
+    q = statistics.quantiles(ms, n=100, method="inclusive")
+    return {
+        "concurrency": concurrency,
+        "requests": n,
+        "errors": sum(not ok for _, ok in results),
+        "p50_ms": statistics.median(ms),
+        "p95_ms": q[94],
+        "p99_ms": q[98],
+        "throughput_rps": n / wall,
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    params = load_params(args.params)
+    server = Server(params)
+    raw = args.image.read_bytes() if args.image else None
+    image = to_rgb8(decode_image(raw)) if raw else generate_fundus(0, 256, seed=123).image
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    body = buf.getvalue()
+
+    started = server.pid() is None
+    if started:
+        server.start()
+    try:
+        forward, variant = raw_forward_ms(server, image)
+        pid = worker_pid(server)
+        before = rss_mib(pid)
+        rows = [load(server, body, args.requests, c) for c in args.concurrency]
+        after = rss_mib(pid)
+    finally:
+        if started:
+            server.stop()
+
+    table = Table(title=f"TorchServe on loopback: {variant}, {image.shape[1]}x{image.shape[0]} PNG requests")
+    for col in ("concurrency", "requests", "errors", "p50 ms", "p95 ms", "p99 ms", "req/s", "p50 / raw forward"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        r["p50_over_forward"] = r["p50_ms"] / forward
+        table.add_row(
+            str(r["concurrency"]), str(r["requests"]), str(r["errors"]),
+            f"{r['p50_ms']:.2f}", f"{r['p95_ms']:.2f}", f"{r['p99_ms']:.2f}",
+            f"{r['throughput_rps']:.1f}", f"{r['p50_over_forward']:.2f}",
+        )  # fmt: skip
+    console = Console()
+    console.print(table)
+    first = rows[0]
+    console.print(
+        f"raw forward (median of 200, batch 1, {server.cfg.threads} threads): {forward:.2f} ms; "
+        f"p50 at concurrency {first['concurrency']} / raw forward = {first['p50_over_forward']:.2f} "
+        f"(target <= {TARGET}); worker RSS {before:.0f} MiB before, {after:.0f} MiB after"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    out = {"variant": variant, "raw_forward_ms": forward, "rss_mib": [before, after], "rows": rows}
+    (RESULTS / "serve_load.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
