@@ -183,7 +183,7 @@ class ServeParams(BaseModel):
     management_port: int = Field(8081, ge=1, le=65535)
     metrics_port: int = Field(8082, ge=1, le=65535)
     batch_size: int = Field(4, ge=1)
-    max_batch_delay_ms: int = Field(5, ge=0)
+    max_batch_delay_ms: int = Field(1, ge=0)
     workers: int = Field(1, ge=1)
     threads: int = Field(2, ge=1, description="torch threads per worker")
     max_bytes: int = Field(20 * 2**20, ge=1)
