@@ -67,7 +67,7 @@ def test_mlflow_run_holds_params_metrics_artifacts_and_a_model(project: Path) ->
     if not (project / "models/run.json").is_file():
         pytest.skip("the pipeline did not run")
     mlflow.set_tracking_uri(f"sqlite:///{project.parent / 'mlflow.db'}")
-    run = mlflow.getrun(json.loads((project / "models/run.json").read_text())["run_id"])
+    run = mlflow.get_run(json.loads((project / "models/run.json").read_text())["run_id"])
     assert run.data.params["model.arch"] == "unetpp" and run.data.params["train.epochs"] == "2"
     assert {"train_loss", "dice_disc", "best_dice_mean", "L1_fast.latency_ms", "selected.dice_mean"} <= set(
         run.data.metrics

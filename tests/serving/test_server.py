@@ -162,3 +162,21 @@ def test_hot_swap_under_load_drops_no_request(served: Server) -> None:
     versions = [ver for _, ver in results]
     assert "1" in versions and versions[-1] == v == "2"
     assert versions == sorted(versions)  # once swapped, never back
+
+
+def test_predict_cli_prints_the_answer_and_writes_the_overlay(
+    served: Server, tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from unetpp.cli import main
+
+    image = tmp_path / "eye.png"
+    image.write_bytes(_png(_fundus(5, 72)))
+    monkeypatch.chdir(served.root)
+    assert main(["predict", str(image)]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["size"] == [72, 72] and answer["model"]["name"] == "unetpp"
+    assert Image.open(tmp_path / "eye.overlay.png").size == (72, 72)
+    assert main(["predict", str(tmp_path / "missing.png")]) == 2
+    assert "no such file" in capsys.readouterr().err
