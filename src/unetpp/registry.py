@@ -114,7 +114,7 @@ class Registry:
             "name": self.name,
             "aliases": aliases,
             "versions": [
-                {"version": str(v.version), "aliases": sorted(by_version.get(v.version, [])), **v.tags}
+                {"version": str(v.version), "aliases": sorted(by_version.get(str(v.version), [])), **v.tags}
                 for v in self.versions()
             ],
         }

@@ -38,5 +38,6 @@ def test_show_promote_rollback_flows(prefect_harness: None, tmp_path: Path, monk
     info = show(project=str(tmp_path))
     assert info["aliases"] == {"challenger": "2", "champion": "2", "previous": "1"}
     assert [v["gate.decision"] for v in info["versions"]] == ["promoted", "promoted"]
+    assert [v["aliases"] for v in info["versions"]] == [["previous"], ["challenger", "champion"]]
     assert rollback(project=str(tmp_path)) == {"from": "2", "to": "1"}
     assert show(project=str(tmp_path))["aliases"] == {"challenger": "2", "champion": "1"}
