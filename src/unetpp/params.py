@@ -188,6 +188,7 @@ class ServeParams(BaseModel):
     threads: int = Field(2, ge=1, description="torch threads per worker")
     max_bytes: int = Field(20 * 2**20, ge=1)
     max_pixels: int = Field(4096 * 4096, ge=1)
+    token_expiration_min: int = Field(1440, ge=1, description="lifetime of TorchServe's API keys")
 
 
 class Params(BaseModel):

@@ -146,6 +146,8 @@ class Server:
         if self.pid() is not None:
             raise ServeError(f"TorchServe already runs (pid {self.pid()}); `unetpp serve stop` first")
         mar = mar or self.newest_archive()
+        if mar.resolve().parent != self.store.resolve() or not mar.is_file():
+            raise ServeError(f"{mar}: expected an archive inside the model store {self.store}")
         self.runtime.mkdir(parents=True, exist_ok=True)
         template = (self.root / "serving" / "config.properties").read_text()
         fields = self.cfg.model_dump() | {"model_store": self.store, "load_models": f"{self.name}={mar.name}"}
