@@ -54,18 +54,17 @@ def serving_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def served(serving_project: Path) -> Iterator[Server]:
     """Version 1 (a fitted tiny UNet++, L2 fast) promoted to champion, packaged and served."""
-    import os
-
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    params = Params.model_validate(yaml.safe_load((serving_project / "params.yaml").read_text()))
-    model = fit_tiny(params, serving_project / "data" / "prepared")
-    registry = Registry(params, serving_project)
-    version, _ = registry.register(log_selection(model, serving_project / "selected-1", params))
-    assert registry.gate(str(version.version), serving_project / "data" / "prepared").promoted
-    server = Server(params, serving_project)
-    mar, _ = server.package()
-    try:
-        server.start(mar)
-        yield server
-    finally:
-        server.stop()
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("MLFLOW_TRACKING_URI", raising=False)  # the project's own store under serving_project
+        params = Params.model_validate(yaml.safe_load((serving_project / "params.yaml").read_text()))
+        model = fit_tiny(params, serving_project / "data" / "prepared")
+        registry = Registry(params, serving_project)
+        version, _ = registry.register(log_selection(model, serving_project / "selected-1", params))
+        assert registry.gate(str(version.version), serving_project / "data" / "prepared").promoted
+        server = Server(params, serving_project)
+        mar, _ = server.package()
+        try:
+            server.start(mar)
+            yield server
+        finally:
+            server.stop()
