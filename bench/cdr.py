@@ -14,20 +14,16 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import tempfile
-import zipfile
-from pathlib import Path
 
 from PIL import Image
 
-from unetpp.checkpoint import load_checkpoint
 from unetpp.data.synthetic import generate_fundus
 from unetpp.data.transforms import resize_image, to_model_input
 from unetpp.inference import optimize_for_inference, run_inference
 from unetpp.params import load_params
 from unetpp.payload import decode_request
 from unetpp.readout import masks_at, readout
-from unetpp.serve import Server
+from unetpp.serve import Server, load_archive
 
 
 def main() -> None:
@@ -39,9 +35,7 @@ def main() -> None:
     args = p.parse_args()
     server = Server(load_params(args.params))
     archive = server.newest_archive()
-    with zipfile.ZipFile(archive) as mar, tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "model.pt").write_bytes(mar.read("model.pt"))
-        model, meta = load_checkpoint(Path(tmp) / "model.pt")
+    model, meta = load_archive(archive)
     served = optimize_for_inference(model)
     errors, missed = [], 0
     for i in range(args.count):

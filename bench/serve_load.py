@@ -15,10 +15,8 @@ import argparse
 import io
 import json
 import statistics
-import tempfile
 import threading
 import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,14 +27,13 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from unetpp.checkpoint import load_checkpoint
 from unetpp.data.images import decode_image, to_rgb8
 from unetpp.data.synthetic import generate_fundus
 from unetpp.data.transforms import resize_image, to_model_input
 from unetpp.inference import optimize_for_inference, run_inference
 from unetpp.params import load_params
 from unetpp.profile import median_latency_ms
-from unetpp.serve import Server
+from unetpp.serve import Server, load_archive
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 1.25  # TorchServe p50 / raw forward
@@ -69,10 +66,7 @@ def worker_pid(server: Server) -> int | None:
 
 def raw_forward_ms(server: Server, image: np.ndarray, repeats: int = 200) -> tuple[float, str]:
     """Median batch-1 forward of the served archive's model at its resolution, here in-process."""
-    with zipfile.ZipFile(server.newest_archive()) as mar, tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / "model.pt"
-        weights.write_bytes(mar.read("model.pt"))
-        model, meta = load_checkpoint(weights)
+    model, meta = load_archive(server.newest_archive())
     torch.set_num_threads(server.cfg.threads)
     served = optimize_for_inference(model, channels_last=True)
     x = to_model_input(resize_image(image, meta["image_size"]))[None]

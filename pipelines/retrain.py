@@ -108,7 +108,7 @@ def package(project: Path, params_file: str, champion: str | None) -> dict[str, 
     if champion is None:
         return {"archive": None, "action": "no champion to package"}
     server = Server(load_params(project / params_file), project)
-    mar = server.store / f"{server.name}-v{champion}.mar"
+    mar = server.archive_path(champion)
     action = "already packaged" if mar.is_file() else "packaged"
     if not mar.is_file():
         mar, _ = server.package(champion)

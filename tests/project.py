@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,14 @@ def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
         **env,
     }
     return subprocess.run(args, cwd=cwd, env=full, capture_output=True, text=True, timeout=900)
+
+
+def free_ports(n: int) -> list[int]:
+    """n loopback ports free right now (held together while chosen, so they differ)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from tests.project import run
+
 TINY = {
     "model": {"widths": [8, 16, 32, 64, 128]},
     "data": {"image_size": 64, "synthetic": {"count": 8, "size": 64}},
@@ -20,14 +17,9 @@ TINY = {
 }
 
 
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
 def test_summary_reports_every_level_and_mode(tmp_path: Path) -> None:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))
-    proc = _run(["unetpp", "summary"], tmp_path)
+    proc = run(["unetpp", "summary"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "reports/model.json").read_text())
     rows = {(r["level"], r["mode"]): r for r in summary["levels"]}
@@ -40,7 +32,7 @@ def test_summary_reports_every_level_and_mode(tmp_path: Path) -> None:
 
 def test_unet_summary_has_one_row(tmp_path: Path) -> None:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({**TINY, "model": {**TINY["model"], "arch": "unet"}}))
-    proc = _run(["unetpp", "summary"], tmp_path)
+    proc = run(["unetpp", "summary"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads((tmp_path / "reports/model.json").read_text())["levels"]) == 1
 
@@ -57,7 +49,7 @@ def test_bad_params_name_the_field_and_keep_old_output(tmp_path: Path, params: d
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports/model.json").write_text("{}")
-    proc = _run(["unetpp", "summary"], tmp_path)
+    proc = run(["unetpp", "summary"], tmp_path)
     assert proc.returncode == 2
     assert "params.yaml" in proc.stderr and message in proc.stderr
     assert (tmp_path / "reports/model.json").read_text() == "{}"

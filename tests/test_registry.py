@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from tests.models import fit_tiny, log_selection
+from tests.models import TINY_PARAMS, fit_tiny, log_selection
 from unetpp.data.dataset import PreparedDataset
 from unetpp.data.prepare import ingest
 from unetpp.model import UNetPlusPlus
@@ -21,12 +21,6 @@ from unetpp.params import Params, PromoteParams
 from unetpp.registry import CHAMPION, PREVIOUS, Registry, RegistryError, decide
 
 SIZE = 48
-TINY = {
-    "model": {"widths": [4, 8, 16, 32, 64], "norm": "instance"},  # no running statistics: steady after few steps
-    "data": {"image_size": SIZE, "synthetic": {"count": 10, "size": 64}},
-    "validate": {"min_train": 2},
-    "promote": {"min_dice": 0.0},
-}
 
 
 # --- the policy ----------------------------------------------------------------------------
@@ -53,7 +47,7 @@ def test_decide_latency_budget() -> None:
 
 # --- the registry, for real ------------------------------------------------------------------
 def _params(**overrides: dict) -> Params:
-    raw = {k: dict(v) for k, v in TINY.items()}
+    raw = {k: dict(v) for k, v in TINY_PARAMS.items()}
     for key, value in overrides.items():
         raw.setdefault(key, {}).update(value)
     return Params.model_validate(raw)
@@ -63,7 +57,7 @@ def _params(**overrides: dict) -> Params:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project folder: params.yaml, tiny prepared data, and its own MLflow store."""
     root = tmp_path_factory.mktemp("registry")
-    (root / "params.yaml").write_text(yaml.safe_dump(TINY))
+    (root / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
     ingest(_params(), root / "data" / "prepared")
     return root
 

@@ -70,7 +70,7 @@ class Server:
         if mv is None:
             raise RegistryError(f"registered model {self.name!r} has no {CHAMPION!r}; run the retrain flow first")
         v = str(mv.version)
-        mar = self.store / f"{self.name}-v{v}.mar"
+        mar = self.archive_path(v)
         self.store.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
@@ -184,6 +184,9 @@ class Server:
         (self.runtime / "tmp" / ".model_server.pid").unlink(missing_ok=True)
         return True
 
+    def archive_path(self, version: str) -> Path:
+        return self.store / f"{self.name}-v{version}.mar"
+
     def newest_archive(self) -> Path:
         found = sorted(self.store.glob(f"{self.name}-v*.mar"), key=lambda p: int(p.stem.rsplit("-v", 1)[1]))
         if not found:
@@ -270,6 +273,17 @@ class Server:
                 break
             time.sleep(0.1)
         time.sleep(grace)
+
+
+def load_archive(mar: Path) -> tuple[Any, dict[str, Any]]:
+    """The model an archive serves (its `model.pt`, weights_only) and its checkpoint entries."""
+    import zipfile
+
+    from unetpp.checkpoint import load_checkpoint
+
+    with zipfile.ZipFile(mar) as archive, tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "model.pt").write_bytes(archive.read("model.pt"))
+        return load_checkpoint(Path(tmp) / "model.pt")
 
 
 def _ready(version: dict[str, Any]) -> bool:

@@ -8,23 +8,16 @@ import pytest
 import yaml
 
 from pipelines.registry import promote, rollback, show
-from tests.models import fit_tiny, log_selection
+from tests.models import TINY_PARAMS, fit_tiny, log_selection
 from unetpp.data.prepare import ingest
 from unetpp.params import Params
 from unetpp.registry import Registry
 
-RAW = {
-    "model": {"widths": [4, 8, 16, 32, 64], "norm": "instance"},
-    "data": {"image_size": 48, "synthetic": {"count": 10, "size": 64}},
-    "validate": {"min_train": 2},
-    "promote": {"min_dice": 0.0},
-}
-
 
 def test_show_promote_rollback_flows(prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(RAW))
-    params = Params.model_validate(RAW)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
+    params = Params.model_validate(TINY_PARAMS)
     ingest(params, tmp_path / "data" / "prepared")
     registry = Registry(params, tmp_path)
     weak = fit_tiny(params, tmp_path / "data" / "prepared", steps=0, seed=1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,13 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.project import BIN, ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.project import BIN, ROOT, free_ports
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -48,7 +41,7 @@ async def _deployment(api: str, name: str) -> object | None:
 
 @pytest.mark.slow
 def test_serving_the_deployment_creates_its_cron_schedule(tmp_path: Path) -> None:
-    port = _free_port()
+    (port,) = free_ports(1)
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)

@@ -14,13 +14,12 @@ import torch
 from PIL import Image
 
 from tests.models import fit_tiny, log_selection
-from unetpp.checkpoint import load_checkpoint
 from unetpp.data.synthetic import generate_fundus
 from unetpp.data.transforms import resize_image, to_model_input
 from unetpp.inference import optimize_for_inference
 from unetpp.readout import masks_at, rle_decode
 from unetpp.registry import Registry
-from unetpp.serve import Server
+from unetpp.serve import Server, load_archive
 
 pytestmark = pytest.mark.slow
 
@@ -50,12 +49,7 @@ def test_prediction_equals_the_in_process_model(served: Server) -> None:
     assert answer["model"] == {"name": "unetpp", "version": "1", "level": 2, "mode": "fast"}
     assert answer["size"] == [96, 96] and set(answer["classes"]) == {"disc", "cup"}
 
-    weights = served.store / "unpacked.pt"
-    import zipfile
-
-    with zipfile.ZipFile(served.newest_archive()) as mar:
-        weights.write_bytes(mar.read("model.pt"))
-    model, meta = load_checkpoint(weights)
+    model, meta = load_archive(served.newest_archive())
     model = optimize_for_inference(model)
     with torch.inference_mode():
         probs = model(to_model_input(resize_image(image, meta["image_size"]))[None])[0]
