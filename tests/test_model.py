@@ -28,6 +28,14 @@ def _input(model: torch.nn.Module, h: int, w: int, batch: int = 2) -> torch.Tens
     return torch.randn(batch, model.config["in_channels"], h, w)
 
 
+def test_untrained_heads_predict_mostly_background(model: torch.nn.Module) -> None:
+    """The heads' prior bias: a fresh model starts near 1% foreground, not at an even 50%."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        probs = torch.stack([torch.sigmoid(t) for t in model(_input(model, 64, 64))])
+    assert probs.mean() < 0.05
+
+
 def test_forward_backward(model: torch.nn.Module) -> None:
     x = _input(model, 64, 64)
     logits = model(x)
