@@ -16,7 +16,7 @@ from unetpp.params import Params
 # params of the registry and serving tests: instance norm has no running statistics, so a few steps fit steadily
 TINY_PARAMS = {
     "model": {"widths": [4, 8, 16, 32, 64], "norm": "instance"},
-    "data": {"image_size": 48, "synthetic": {"count": 10, "size": 64}},
+    "data": {"image_size": 48, "synthetic": {"count": 10, "size": 96}},
     "validate": {"min_train": 2},
     "promote": {"min_dice": 0.0},
 }

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = {
     "model": {"widths": [4, 8, 16, 32, 64]},
-    "data": {"image_size": 48, "synthetic": {"count": 8, "size": 64}},
+    "data": {"image_size": 48, "synthetic": {"count": 8, "size": 96}},
     "validate": {"min_train": 2},
     "train": {"epochs": 2, "batch_size": 4, "lr": 0.003},
     "evaluate": {"repeats": 3, "warmup": 1, "overlays": 2},

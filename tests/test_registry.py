@@ -157,7 +157,7 @@ def test_champion_is_rescored_on_the_challengers_data(
 ) -> None:
     """Data changed: the champion's score is measured on the new data, not taken from its tags."""
     other = tmp_path / "other"
-    ingest(_params(data={"synthetic": {"count": 10, "size": 64, "seed": 7}}), other)
+    ingest(_params(data={"synthetic": {"count": 10, "size": 96, "seed": 7}}), other)
     registry = Registry(_params(), project)
     v1 = _register(registry, trained, tmp_path / "a", manifest_sha="1" * 64)
     registry.gate(v1, project / "data" / "prepared")

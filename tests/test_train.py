@@ -22,7 +22,7 @@ from unetpp.params import Params
 BIN = Path(sys.executable).parent
 TINY = {
     "model": {"widths": [4, 8, 16, 32, 64]},
-    "data": {"image_size": 48, "synthetic": {"count": 12, "size": 64}},
+    "data": {"image_size": 48, "synthetic": {"count": 12, "size": 96}},
     "validate": {"min_train": 2},
     "train": {"epochs": 4, "batch_size": 4, "lr": 0.003, "step_size": 2},
 }

@@ -17,7 +17,12 @@ set_track_meta(False)  # plain tensors out of MONAI transforms: no metadata book
 
 
 class PreparedDataset(Dataset):
-    """(image, mask) pairs of one split: image (C, H, W) standardised, mask (classes, H, W) in {0, 1}."""
+    """(image, mask) pairs of one split: image (C, H, W) standardised, mask (classes, H, W) in [0, 1].
+
+    Masks are binary except where augmentation resamples them: there they are interpolated
+    bilinearly, so a boundary pixel carries the fraction of it that is inside (no staircase of
+    nearest-neighbour labels half a pixel off the image's boundary).
+    """
 
     def __init__(self, prepared: Path, split: str, *, augment: bool = False, seed: int = 0) -> None:
         manifest = load_manifest(prepared)
@@ -44,7 +49,7 @@ class PreparedDataset(Dataset):
             return to_model_input(image), mask_t
         chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
         out = self.augment({"image": chw, "mask": mask_t})
-        return torch.as_tensor(out["image"]), (torch.as_tensor(out["mask"]) > 0.5).float()
+        return torch.as_tensor(out["image"]), torch.as_tensor(out["mask"]).clamp(0.0, 1.0)
 
 
 def make_loader(
