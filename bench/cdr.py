@@ -1,7 +1,7 @@
 """Vertical cup-to-disc ratio of the served model on generated fundus images of known ratio.
 
 Runs the champion archive's model (newest in the model store) through the serving path in process —
-PNG bytes → `decode_request` → `to_model_input` → pruned model → masks at the input size →
+PNG bytes → `decode_request` → `to_model_input` → pruned model → masks at the input size → `anatomical` →
 `readout` — on `--count` images from a generator seed the training data does not use, and compares
 the read-out ratio with the one of the generator's masks. Prints the mean and worst absolute error
 and the share within ±0.05.
@@ -22,7 +22,7 @@ from unetpp.data.transforms import resize_image, to_model_input
 from unetpp.inference import optimize_for_inference, run_inference
 from unetpp.params import load_params
 from unetpp.payload import decode_request
-from unetpp.readout import masks_at, readout
+from unetpp.readout import anatomical, masks_at, readout
 from unetpp.serve import Server, load_archive
 
 
@@ -44,7 +44,8 @@ def main() -> None:
         Image.fromarray(sample.image).save(buf, format="PNG")
         image = decode_request(buf.getvalue(), "image/png")
         probs = run_inference(served, to_model_input(resize_image(image, meta["image_size"]))[None])[0]
-        cdr = readout(masks_at(probs, *image.shape[:2]), meta["class_names"])["vertical_cdr"]
+        masks = anatomical(masks_at(probs, *image.shape[:2]), meta["class_names"])
+        cdr = readout(masks, meta["class_names"])["vertical_cdr"]
         if cdr is None:
             missed += 1
             continue

@@ -2,9 +2,10 @@
 
 Takes image bytes with a Content-Type (PNG, JPEG, TIFF; gray, RGB, RGBA; 8 or 16 bit) or JSON
 {"image": "<base64>"}; preprocesses them with the training code (`unetpp.data.transforms`, shipped in
-the archive); answers JSON per request — masks (RLE) at the input's size, areas, boxes, the vertical
-cup-to-disc ratio, the registry name/version/level/mode and timings — or, with `Accept: image/png`,
-an overlay PNG. A bad request gets its own 4xx inside a batch; the others and the worker carry on.
+the archive); answers JSON per request — masks (RLE) at the input's size (disc + cup: one disc,
+the cup inside it), areas, boxes, the vertical cup-to-disc ratio, the registry name/version/level/mode
+and timings — or, with `Accept: image/png`, an overlay PNG. A bad request gets its own 4xx inside a
+batch; the others and the worker carry on.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class SegmentationHandler(BaseHandler):
         from unetpp.data.transforms import resize_image, to_model_input
         from unetpp.inference import inference_context
         from unetpp.payload import BadRequest, decode_request
-        from unetpp.readout import masks_at, overlay_png, readout
+        from unetpp.readout import anatomical, masks_at, overlay_png, readout
 
         start = time.perf_counter()
         answers: list[Any] = [None] * len(data)
@@ -70,7 +71,7 @@ class SegmentationHandler(BaseHandler):
             probs = self.model(batch.contiguous(memory_format=torch.channels_last))
         inferred = time.perf_counter()
         for (i, image), p in zip(images.items(), probs, strict=True):
-            masks = masks_at(p, *image.shape[:2])
+            masks = anatomical(masks_at(p, *image.shape[:2]), self.names)
             if (_header(context, i, "Accept") or "").startswith("image/png"):
                 context.set_response_content_type(i, "image/png")
                 answers[i] = overlay_png(image, masks, self.names)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from unetpp.readout import bbox, masks_at, overlay_png, readout, rle_decode, rle_encode, vertical_cdr
+from unetpp.readout import anatomical, bbox, masks_at, overlay_png, readout, rle_decode, rle_encode, vertical_cdr
 
 
 def _ellipse(size: int, cy: float, cx: float, ry: float, rx: float) -> np.ndarray:
@@ -58,3 +58,16 @@ def test_readout_and_masks_at_the_input_size() -> None:
     png = overlay_png(np.zeros((64, 48, 3), np.uint8), masks, ["disc", "cup"])
     img = np.asarray(Image.open(io.BytesIO(png)))
     assert img.shape == (64, 48, 3) and tuple(img[32, 24]) != (0, 0, 0) and tuple(img[0, 0]) == (0, 0, 0)
+
+
+def test_anatomical_keeps_one_disc_and_the_cup_inside_it() -> None:
+    """Stray blobs would stretch the boxes the cup-to-disc ratio is read from."""
+    disc, cup = _ellipse(64, 32, 30, 10, 10), _ellipse(64, 32, 30, 5, 5)
+    disc[2:4, 2:4] = True  # a stray disc blob
+    cup[60:63, 5:8] = True  # a stray cup blob, outside the disc
+    disc_kept, cup_kept = anatomical(np.stack([disc, cup]), ["disc", "cup"])
+    assert disc_kept.sum() == disc.sum() - 4 and not disc_kept[2:4, 2:4].any()
+    assert cup_kept.sum() == cup.sum() - 9 and not (cup_kept & ~disc_kept).any()
+    assert vertical_cdr(disc_kept, cup_kept) == pytest.approx(0.5, abs=0.05)
+    other = np.stack([disc])
+    assert anatomical(other, ["vessel"]) is other
