@@ -25,6 +25,20 @@ def test_bce_and_dice_parts_are_weighted() -> None:
     torch.testing.assert_close(both, 2 * bce + 3 * dice)
 
 
+def test_per_image_dice_weighs_a_small_structure_as_much_as_a_large_one() -> None:
+    target = torch.zeros(2, 1, 32, 32)
+    target[0, 0, 2:30, 2:30] = 1  # a large disc, found
+    target[1, 0, 14:18, 14:18] = 1  # a small one, missed
+    logits = torch.where(target.bool(), 20.0, -20.0)
+    logits[1] = -20.0
+    batch = BceDiceLoss(bce_weight=0)(logits, target)
+    image = BceDiceLoss(bce_weight=0, per_image=True)(logits, target)
+    assert batch < 0.05  # the missed 16 pixels hardly count against the found 784
+    assert image == pytest.approx(0.5, abs=1e-3)  # one image right, one wholly wrong
+    heads = DeepSupervisionLoss(bce_weight=0, dice_per_image=True)([logits, logits], target)
+    torch.testing.assert_close(heads, image)
+
+
 def test_heads_are_weighted_and_normalised() -> None:
     target = (torch.rand(1, 2, 8, 8) > 0.5).float()
     heads = [torch.randn(1, 2, 8, 8) for _ in range(4)]

@@ -1,4 +1,4 @@
-"""Training: resume after SIGKILL ends where an uninterrupted run ends; DDP on gloo with 2 processes."""
+"""Training: resume after SIGKILL (moving average included) ends where an uninterrupted run ends; DDP on gloo."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ TINY = {
     "model": {"widths": [4, 8, 16, 32, 64]},
     "data": {"image_size": 48, "synthetic": {"count": 12, "size": 96}},
     "validate": {"min_train": 2},
-    "train": {"epochs": 4, "batch_size": 4, "lr": 0.003, "step_size": 2},
+    "train": {"epochs": 4, "batch_size": 4, "lr": 0.003, "step_size": 2, "ema_decay": 0.9, "dice_per_image": True},
 }
 
 
@@ -89,6 +89,10 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(workspace: Path) -> N
     )
     for name, tensor in _best_weights(straight).items():
         assert torch.equal(tensor, _best_weights(killed)[name]), name
+    ends = [torch.load(w / "models/last.pt", weights_only=True) for w in (straight, killed)]
+    for part in ("state_dict", "ema"):
+        for name, tensor in ends[0][part].items():
+            assert torch.equal(tensor, ends[1][part][name]), f"{part}: {name}"
 
 
 @pytest.mark.slow

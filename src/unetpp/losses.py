@@ -13,17 +13,19 @@ class BceDiceLoss(nn.Module):
     """`bce_weight * BCE + dice_weight * soft Dice` on logits, classes independent (multi-label).
 
     Sigmoid rather than softmax: the optic cup lies inside the disc, so a pixel can be both.
-    The soft Dice (MONAI) is computed per class over the whole batch (`batch=True`), so a sample
-    whose cup mask is empty does not turn the loss into noise, then averaged over classes.
+    The soft Dice (MONAI) is computed per class over the whole batch by default, so a sample whose
+    mask is empty does not turn the loss into noise. `per_image=True` computes it per image and
+    class, then averages: the validation Dice is a mean over images, and this weighs a small disc's
+    rim as much as a large one's. Use it only when every image has every class.
     """
 
-    def __init__(self, bce_weight: float = 1.0, dice_weight: float = 1.0) -> None:
+    def __init__(self, bce_weight: float = 1.0, dice_weight: float = 1.0, per_image: bool = False) -> None:
         super().__init__()
         if bce_weight < 0 or dice_weight < 0 or bce_weight + dice_weight == 0:
             raise ValueError(f"loss weights must be >= 0 and not both 0; got bce={bce_weight}, dice={dice_weight}")
         self.bce_weight, self.dice_weight = bce_weight, dice_weight
         self.bce = nn.BCEWithLogitsLoss()
-        self.dice = DiceLoss(sigmoid=True, batch=True, smooth_nr=1e-5, smooth_dr=1e-5)
+        self.dice = DiceLoss(sigmoid=True, batch=not per_image, smooth_nr=1e-5, smooth_dr=1e-5)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if logits.shape != target.shape:
@@ -39,13 +41,17 @@ class DeepSupervisionLoss(nn.Module):
     """
 
     def __init__(
-        self, head_weights: Sequence[float] | None = None, bce_weight: float = 1.0, dice_weight: float = 1.0
+        self,
+        head_weights: Sequence[float] | None = None,
+        bce_weight: float = 1.0,
+        dice_weight: float = 1.0,
+        dice_per_image: bool = False,
     ) -> None:
         super().__init__()
         if head_weights is not None and (any(w < 0 for w in head_weights) or sum(head_weights) <= 0):
             raise ValueError(f"head_weights must be >= 0 with a positive sum; got {list(head_weights)}")
         self.head_weights = None if head_weights is None else [float(w) for w in head_weights]
-        self.per_head = BceDiceLoss(bce_weight, dice_weight)
+        self.per_head = BceDiceLoss(bce_weight, dice_weight, per_image=dice_per_image)
 
     def forward(self, logits: Sequence[Tensor], target: Tensor) -> Tensor:
         weights = self.head_weights or [1.0] * len(logits)

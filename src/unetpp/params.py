@@ -121,6 +121,10 @@ class TrainParams(BaseModel):
     head_weights: list[float] | None = None
     bce_weight: float = Field(1.0, ge=0)
     dice_weight: float = Field(1.0, ge=0)
+    dice_per_image: bool = Field(False, description="soft Dice per image and class (else over the whole batch)")
+    ema_decay: float | None = Field(
+        None, ge=0, lt=1, description="validate and keep a moving average of the weights; null: off"
+    )
     augment: bool = True
 
 

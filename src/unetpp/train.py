@@ -5,6 +5,10 @@ atomically after every epoch; a rerun with the same fingerprint (params and data
 it. Epoch k's shuffling and augmentation depend only on (seed, k), so a resumed run ends with the
 same result as an uninterrupted one. Under `torchrun` it trains with DDP (gloo on CPU, NCCL on
 CUDA); rank 0 alone logs and writes checkpoints.
+
+With `train.ema_decay` set, the model validated, kept as best and exported is an exponential moving
+average of the weights and batch-norm statistics (torch.optim.swa_utils): without it, a small
+validation set picks its best epoch partly by the noise of the last few batches.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from unetpp.checkpoint import atomic_save, model_payload
@@ -104,8 +109,13 @@ def train(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path) -
     model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=tp.step_size, gamma=tp.gamma)
+    ema = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tp.ema_decay), use_buffers=True)
+        if tp.ema_decay is not None
+        else None
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=tp.precision == "fp16")
-    loss_fn = DeepSupervisionLoss(tp.head_weights, tp.bce_weight, tp.dice_weight)
+    loss_fn = DeepSupervisionLoss(tp.head_weights, tp.bce_weight, tp.dice_weight, dice_per_image=tp.dice_per_image)
 
     manifest = prepared / "manifest.csv"
     print_ = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
@@ -118,6 +128,8 @@ def train(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path) -
             model.load_state_dict(state["state_dict"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
             start, history, best, run_id = state["epoch"] + 1, state["history"], state["best_dice"], state["run_id"]
             print_(f"resuming from {last_path} after epoch {start}")
     net = DistributedDataParallel(model) if world > 1 else model
@@ -158,6 +170,8 @@ def train(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path) -
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
+                if ema is not None:
+                    ema.update_parameters(model)
                 running, seen = running + float(loss.detach()) * len(x), seen + len(x)
                 bar.set_postfix(loss=f"{running / seen:.4f}")
             lr = optimizer.param_groups[0]["lr"]
@@ -165,7 +179,8 @@ def train(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path) -
             if rank != 0:
                 dist.barrier()
                 continue
-            val_loss, val = evaluate_epoch(model, val_loader, loss_fn, names, device)
+            kept = model if ema is None else ema.module
+            val_loss, val = evaluate_epoch(kept, val_loader, loss_fn, names, device)
             row = dict(
                 epoch=epoch + 1,
                 lr=lr,
@@ -179,7 +194,7 @@ def train(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path) -
                 best = val["dice"]["mean"]
                 atomic_save(
                     model_payload(
-                        model,
+                        kept,
                         params.model.arch,
                         class_names=names,
                         image_size=params.data.image_size,
@@ -193,6 +208,7 @@ def train(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path) -
                     state_dict=model.state_dict(),
                     optimizer=optimizer.state_dict(),
                     scheduler=scheduler.state_dict(),
+                    **({} if ema is None else {"ema": ema.state_dict()}),
                     epoch=epoch,
                     history=history,
                     best_dice=best,
