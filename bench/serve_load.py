@@ -3,7 +3,9 @@
 Sends `--requests` PNG requests at each concurrency (default 1, 4 and 8; one HTTP session per
 client thread) and prints p50/p95/p99 latency, throughput and errors; the ratio of TorchServe's
 p50 to the raw forward of the same pruned model (batch 1, BN folded, channels_last, in this
-process while the server idles); and the worker's resident memory before and after. Starts
+process while the server idles); where a request's time goes (the handler's own timings, returned in
+every answer: its total and the forward inside the worker; the rest is TorchServe's frontend, its
+IPC to the worker and the client); and the worker's resident memory before and after. Starts
 TorchServe from the newest archive in the model store unless one already runs (and then stops it).
 
 Usage: python bench/serve_load.py [--requests 2000] [--concurrency 1 4 8] [--image PATH]
@@ -79,24 +81,29 @@ def load(server: Server, body: bytes, n: int, concurrency: int) -> dict[str, flo
     headers = {"Content-Type": "image/png", "Authorization": f"Bearer {server.keys()['inference']}"}
     local = threading.local()
 
-    def one(_: int) -> tuple[float, bool]:
+    def one(_: int) -> tuple[float, bool, dict[str, float]]:
         session = getattr(local, "session", None) or requests.Session()
         local.session = session
         start = time.perf_counter()
         resp = session.post(url, data=body, headers=headers, timeout=60)
-        return 1e3 * (time.perf_counter() - start), resp.status_code == 200
+        ms = 1e3 * (time.perf_counter() - start)
+        ok = resp.status_code == 200
+        return ms, ok, resp.json()["timings_ms"] if ok else {}
 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, range(4 * concurrency)))  # warm-up: connections and the worker
         start = time.perf_counter()
         results = list(pool.map(one, range(n)))
         wall = time.perf_counter() - start
-    ms = sorted(t for t, _ in results)
+    ms = sorted(t for t, _, _ in results)
     q = statistics.quantiles(ms, n=100, method="inclusive")
+    timings = [t for _, ok, t in results if ok]
     return {
         "concurrency": concurrency,
         "requests": n,
-        "errors": sum(not ok for _, ok in results),
+        "errors": sum(not ok for _, ok, _ in results),
+        "handler_p50_ms": statistics.median(t["total"] for t in timings),
+        "worker_forward_p50_ms": statistics.median(t["forward"] for t in timings),
         "p50_ms": statistics.median(ms),
         "p95_ms": q[94],
         "p99_ms": q[98],
@@ -144,6 +151,11 @@ def main() -> None:
         f"raw forward (median of 200, batch 1, {server.cfg.threads} threads): {forward:.2f} ms; "
         f"p50 at concurrency {first['concurrency']} / raw forward = {first['p50_over_forward']:.2f} "
         f"(target <= {TARGET}); worker RSS {before:.0f} MiB before, {after:.0f} MiB after"
+    )
+    console.print(
+        f"where the p50 goes at concurrency {first['concurrency']}: handler {first['handler_p50_ms']:.2f} ms "
+        f"(the forward in the worker {first['worker_forward_p50_ms']:.2f} ms; decoding, preprocessing and the "
+        f"read-out the rest), frontend + IPC + client {first['p50_ms'] - first['handler_p50_ms']:.2f} ms"
     )
     RESULTS.mkdir(exist_ok=True)
     out = {"variant": variant, "raw_forward_ms": forward, "rss_mib": [before, after], "rows": rows}

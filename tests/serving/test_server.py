@@ -130,9 +130,10 @@ def test_hot_swap_under_load_drops_no_request(served: Server) -> None:
     registry = Registry(served.params, project)
     model = fit_tiny(served.params, project / "data" / "prepared", steps=0, seed=5)
     version, _ = registry.register(log_selection(model, project / "selected-2", served.params, level=3))
-    body, results, stop = _png(_fundus(4, 64)), [], threading.Event()
+    body, stop = _png(_fundus(4, 64)), threading.Event()
+    per_client: list[list[tuple[object, str | None]]] = [[], []]
 
-    def loop() -> None:
+    def loop(results: list[tuple[object, str | None]]) -> None:
         while not stop.is_set():
             try:
                 resp = _post(served, body)
@@ -140,7 +141,7 @@ def test_hot_swap_under_load_drops_no_request(served: Server) -> None:
             except requests.RequestException as err:
                 results.append((type(err).__name__, None))
 
-    threads = [threading.Thread(target=loop) for _ in range(2)]
+    threads = [threading.Thread(target=loop, args=(r,)) for r in per_client]
     for t in threads:
         t.start()
     try:
@@ -152,10 +153,12 @@ def test_hot_swap_under_load_drops_no_request(served: Server) -> None:
         for t in threads:
             t.join()
     assert [x["version"] for x in info["versions"]] == [v]
+    results = [r for client in per_client for r in client]
     assert all(code == 200 for code, _ in results), [r for r in results if r[0] != 200][:5]
-    versions = [ver for _, ver in results]
-    assert "1" in versions and versions[-1] == v == "2"
-    assert versions == sorted(versions)  # once swapped, never back
+    assert "1" in {ver for _, ver in results} and v == "2"
+    for client in per_client:  # each client's requests go one after another: once answered by 2, never by 1
+        versions = [ver for _, ver in client]
+        assert versions[-1] == v and versions == sorted(versions)
 
 
 def test_predict_cli_prints_the_answer_and_writes_the_overlay(
