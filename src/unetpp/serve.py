@@ -198,8 +198,11 @@ class Server:
         path = self.runtime / "key_file.json"
         if not path.is_file():
             raise ServeError(f"{path} not found: is TorchServe running (`unetpp serve start`)?")
-        data = json.loads(path.read_text())
-        return {"management": data["management"]["key"], "inference": data["inference"]["key"]}
+        try:  # TorchServe writes it while starting: an empty or partial file means "not yet"
+            data = json.loads(path.read_text())
+            return {"management": data["management"]["key"], "inference": data["inference"]["key"]}
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ServeError(f"{path} is not a complete TorchServe key file yet ({err})") from None
 
     def _manage(self, method: str, path: str, **kw: Any) -> Any:
         headers = {"Authorization": f"Bearer {self.keys()['management']}"}
