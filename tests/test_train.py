@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -16,8 +17,12 @@ import pytest
 import torch
 import yaml
 
+from unetpp.checkpoint import load_checkpoint
+from unetpp.data.dataset import PreparedDataset
 from unetpp.data.prepare import ingest
+from unetpp.losses import DeepSupervisionLoss
 from unetpp.params import Params
+from unetpp.train import evaluate_epoch
 
 BIN = Path(sys.executable).parent
 TINY = {
@@ -60,11 +65,27 @@ def _best_weights(work: Path) -> dict[str, torch.Tensor]:
     return torch.load(work / "models/best.pt", weights_only=True)["state_dict"]
 
 
+def _val_loss(work: Path, state_dict: dict[str, torch.Tensor]) -> float:
+    """Validation loss of `state_dict` (in best.pt's architecture), computed as training does."""
+    model, _ = load_checkpoint(work / "models/best.pt")
+    model.load_state_dict(state_dict)
+    loader = torch.utils.data.DataLoader(PreparedDataset(work / "data/prepared", "val"), batch_size=4)
+    loss_fn = DeepSupervisionLoss(dice_per_image=TINY["train"]["dice_per_image"])
+    return evaluate_epoch(model, loader, loss_fn, ["disc", "cup"], torch.device("cpu"))[0]
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_matches_an_uninterrupted_run(workspace: Path) -> None:
     straight = _copy(workspace, "straight")
     done = _train(straight)
     assert done.returncode == 0, done.stderr
+    # the moving average is what is validated and kept: last epoch's row is the average's, best.pt its best
+    summary = json.loads((straight / "metrics/train.json").read_text())
+    average = torch.load(straight / "models/last.pt", weights_only=True)["ema"]
+    average = {k.removeprefix("module."): v for k, v in average.items() if k.startswith("module.")}
+    last_row = list(csv.DictReader((straight / "metrics/train_curve.csv").open()))[-1]
+    assert _val_loss(straight, average) == pytest.approx(float(last_row["val_loss"]), rel=1e-5)
+    assert _val_loss(straight, _best_weights(straight)) == pytest.approx(summary["best"]["val_loss"], rel=1e-5)
 
     killed = _copy(workspace, "killed")
     proc = subprocess.Popen(
