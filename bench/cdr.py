@@ -18,12 +18,12 @@ import statistics
 from PIL import Image
 
 from unetpp.data.synthetic import generate_fundus
-from unetpp.data.transforms import resize_image, to_model_input
-from unetpp.inference import optimize_for_inference, run_inference
 from unetpp.params import load_params
-from unetpp.payload import decode_request
-from unetpp.readout import anatomical, masks_at, readout
-from unetpp.serve import Server, load_archive
+from unetpp.runtime.inference import optimize_for_inference, run_inference
+from unetpp.runtime.payload import decode_request
+from unetpp.runtime.preprocess import resize_image, to_model_input
+from unetpp.runtime.readout import anatomical, masks_at, readout
+from unetpp.serving.server import Server, load_archive
 
 
 def main() -> None:

@@ -23,12 +23,12 @@ from monai.networks.nets import BasicUNetPlusPlus
 from rich.console import Console
 from rich.table import Table
 
-from unetpp.inference import optimize_for_inference, run_inference
-from unetpp.losses import DeepSupervisionLoss
-from unetpp.metrics import SegmentationMetrics
-from unetpp.model import LEVELS, MODES, UNetPlusPlus
-from unetpp.phantom import disc_cup_phantom
-from unetpp.profile import count_flops
+from tests.phantom import disc_cup_phantom
+from unetpp.evaluation.metrics import SegmentationMetrics
+from unetpp.evaluation.profile import count_flops
+from unetpp.nn.networks import LEVELS, MODES, UNetPlusPlus
+from unetpp.runtime.inference import optimize_for_inference, run_inference
+from unetpp.training.losses import DeepSupervisionLoss
 
 TARGETS = {"L3/L4": 0.62, "L2/L4": 0.33, "L1/L4": 0.14, "L4/MONAI fp32": 0.70, "L4/MONAI bf16": 0.40}
 

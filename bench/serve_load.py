@@ -29,13 +29,13 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from unetpp.data.images import decode_image, to_rgb8
 from unetpp.data.synthetic import generate_fundus
-from unetpp.data.transforms import resize_image, to_model_input
-from unetpp.inference import optimize_for_inference, run_inference
+from unetpp.evaluation.profile import median_latency_ms
 from unetpp.params import load_params
-from unetpp.profile import median_latency_ms
-from unetpp.serve import Server, load_archive
+from unetpp.runtime.images import decode_image, to_rgb8
+from unetpp.runtime.inference import optimize_for_inference, run_inference
+from unetpp.runtime.preprocess import resize_image, to_model_input
+from unetpp.serving.server import Server, load_archive
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 1.25  # TorchServe p50 / raw forward

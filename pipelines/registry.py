@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow
 
 from unetpp.params import load_params
-from unetpp.registry import Registry
+from unetpp.registry.promotion import Registry
 
 
 def _registry(project: str, params_file: str) -> Registry:

@@ -4,7 +4,9 @@
 
 Stages are reproduced through `dvc repro --single-item`, so unchanged ones are skipped and DVC's
 lock file stays the record of what ran. A stage that fails for a reason that may pass (a killed
-process, a busy file) is retried; one whose command rejected its input (exit 2) is not.
+process, a busy file) is retried; one whose command rejected its input (exit 2, `unetpp.errors`) is
+not. The flow compares the command's own exit code (DVC exits 255 whatever it was), which `unetpp`
+writes to the file named by $UNETPP_EXIT_FILE.
 
 Run: `python -m pipelines.retrain` in the project folder (what `bash scripts/run.sh` does).
 """
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +26,28 @@ import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from unetpp.errors import EXIT_FAILURE, EXIT_FILE_ENV, EXIT_USER_ERROR
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-USER_ERROR = 2  # the exit code of `unetpp` for bad input or params: retrying cannot help
 
 
 class StageFailed(RuntimeError):
-    """A DVC stage exited non-zero; carries the tail of its log."""
+    """A DVC stage exited non-zero: `code` is its command's exit code (`unetpp.errors`), or 1 when the
+    command left none (DVC failed before or around it); carries the tail of its log."""
 
     def __init__(self, stage: str, code: int, tail: list[str]) -> None:
         self.stage, self.code = stage, code
-        self.transient = f"exited with {USER_ERROR}" not in "\n".join(tail)
-        super().__init__(f"stage {stage!r} failed (dvc exit {code}):\n" + "\n".join(tail))
+        self.transient = code != EXIT_USER_ERROR
+        super().__init__(f"stage {stage!r} failed (command exit {code}):\n" + "\n".join(tail))
+
+
+def command_exit_code(exit_file: Path) -> int:
+    """The code `unetpp` wrote on failure; 1 (may pass on a retry) when it wrote none."""
+    try:
+        return int(json.loads(exit_file.read_text())["code"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return EXIT_FAILURE
 
 
 def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -56,7 +70,13 @@ def stage_names(project: Path) -> list[str]:
 def reproduce(stage: str, project: Path) -> str:
     """`dvc repro --single-item STAGE`, its log streamed line by line; returns 'ran' or 'skipped'."""
     logger = get_run_logger()
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
+    exit_file = Path(tempfile.mkdtemp(prefix="unetpp-exit-")) / "exit.json"
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1",
+        EXIT_FILE_ENV: str(exit_file),
+    }
     proc = subprocess.Popen(
         [str(BIN / "dvc"), "repro", "--single-item", stage],
         cwd=project,
@@ -72,9 +92,11 @@ def reproduce(stage: str, project: Path) -> str:
         if line:
             logger.info("[%s] %s", stage, line)
             lines.append(line)
-    code = proc.wait()
-    if code:
+    if proc.wait():
+        code = command_exit_code(exit_file)
+        shutil.rmtree(exit_file.parent, ignore_errors=True)
         raise StageFailed(stage, code, lines[-25:])
+    shutil.rmtree(exit_file.parent, ignore_errors=True)
     return "ran" if any(f"Running stage '{stage}'" in line for line in lines) else "skipped"
 
 
@@ -82,7 +104,7 @@ def reproduce(stage: str, project: Path) -> str:
 def register(project: Path, params_file: str) -> dict[str, Any]:
     """Register the selected model (no duplicate for an unchanged selection); alias `challenger`."""
     from unetpp.params import load_params
-    from unetpp.registry import Registry
+    from unetpp.registry.promotion import Registry
 
     registry = Registry(load_params(project / params_file), project)
     version, created = registry.register(project / "models")
@@ -93,7 +115,7 @@ def register(project: Path, params_file: str) -> dict[str, Any]:
 def gate(project: Path, params_file: str, version: str) -> dict[str, Any]:
     """Re-score challenger and champion on the same validation data; promote when the policy allows."""
     from unetpp.params import load_params
-    from unetpp.registry import Registry
+    from unetpp.registry.promotion import Registry
 
     registry = Registry(load_params(project / params_file), project)
     return registry.gate(version, project / "data" / "prepared").as_dict()
@@ -103,7 +125,7 @@ def gate(project: Path, params_file: str, version: str) -> dict[str, Any]:
 def package(project: Path, params_file: str, champion: str | None) -> dict[str, Any]:
     """Build the champion's TorchServe archive (once per version); hot-swap it into a running server."""
     from unetpp.params import load_params
-    from unetpp.serve import Server
+    from unetpp.serving.server import Server
 
     if champion is None:
         return {"archive": None, "action": "no champion to package"}

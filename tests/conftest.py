@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from unetpp.data.synthetic import generate_fundus
-from unetpp.model import NodeNet
+from unetpp.nn.networks import NodeNet
 from unetpp.params import Params
 
 

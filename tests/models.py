@@ -7,19 +7,15 @@ from pathlib import Path
 
 import torch
 
-from unetpp.checkpoint import atomic_save, model_payload
+from tests.params import TINY, project_params
 from unetpp.data.dataset import PreparedDataset
-from unetpp.losses import DeepSupervisionLoss
-from unetpp.model import UNetPlusPlus
+from unetpp.nn.checkpoint import atomic_save, model_payload
+from unetpp.nn.networks import UNetPlusPlus
 from unetpp.params import Params
+from unetpp.training.losses import DeepSupervisionLoss
 
 # params of the registry and serving tests: instance norm has no running statistics, so a few steps fit steadily
-TINY_PARAMS = {
-    "model": {"widths": [4, 8, 16, 32, 64], "norm": "instance"},
-    "data": {"image_size": 48, "synthetic": {"count": 10, "size": 96}},
-    "validate": {"min_train": 2},
-    "promote": {"min_dice": 0.0},
-}
+TINY_PARAMS = project_params(TINY, {"model": {"norm": "instance"}, "data": {"synthetic": {"count": 10}}})
 
 
 def fit_tiny(params: Params, prepared: Path, steps: int = 100, seed: int = 0) -> UNetPlusPlus:
@@ -52,7 +48,7 @@ def log_selection(
     import mlflow
     import mlflow.pytorch
 
-    from unetpp import tracking
+    from unetpp.registry import tracking
 
     pruned = model.prune(level, mode)
     models.mkdir(parents=True, exist_ok=True)

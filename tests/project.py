@@ -11,24 +11,10 @@ from pathlib import Path
 
 import yaml
 
+from tests.params import TINY, project_params
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TINY = {
-    "model": {"widths": [4, 8, 16, 32, 64]},
-    "data": {"image_size": 48, "synthetic": {"count": 8, "size": 96}},
-    "validate": {"min_train": 2},
-    "train": {"epochs": 2, "batch_size": 4, "lr": 0.003},
-    "evaluate": {"repeats": 3, "warmup": 1, "overlays": 2},
-    "promote": {"min_dice": 0.0},
-}
-
-
-def project_params(**overrides: dict) -> dict:
-    """The project's params.yaml with sections updated: DVC wants every declared key present."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in overrides.items():
-        params[section] = {**params[section], **values}
-    return params
 
 
 def _outside_the_checkout(folder: str, names: list[str]) -> set[str]:
@@ -41,7 +27,7 @@ def _outside_the_checkout(folder: str, names: list[str]) -> set[str]:
 def tiny_project(dest: Path) -> Path:
     """Copy the checkout to `dest` with the tiny params, and `dvc init` it (no git)."""
     shutil.copytree(ROOT, dest, ignore=_outside_the_checkout)
-    (dest / "params.yaml").write_text(yaml.safe_dump(project_params(**TINY)))
+    (dest / "params.yaml").write_text(yaml.safe_dump(project_params(TINY)))
     assert run(["dvc", "init", "--no-scm", "-q"], dest).returncode == 0
     return dest
 

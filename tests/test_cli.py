@@ -8,13 +8,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.params import project_params
 from tests.project import run
 
-TINY = {
-    "model": {"widths": [8, 16, 32, 64, 128]},
-    "data": {"image_size": 64, "synthetic": {"count": 8, "size": 64}},
-    "validate": {"min_train": 2},
-}
+TINY = project_params(
+    {
+        "model": {"widths": [8, 16, 32, 64, 128]},
+        "data": {"image_size": 64, "synthetic": {"count": 8, "size": 64}},
+        "validate": {"min_train": 2},
+    }
+)
 
 
 def test_summary_reports_every_level_and_mode(tmp_path: Path) -> None:
@@ -31,7 +34,7 @@ def test_summary_reports_every_level_and_mode(tmp_path: Path) -> None:
 
 
 def test_unet_summary_has_one_row(tmp_path: Path) -> None:
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**TINY, "model": {**TINY["model"], "arch": "unet"}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(project_params(TINY, {"model": {"arch": "unet"}})))
     proc = run(["unetpp", "summary"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads((tmp_path / "reports/model.json").read_text())["levels"]) == 1

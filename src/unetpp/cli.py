@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from unetpp.errors import EXIT_FAILURE, EXIT_FILE_ENV, EXIT_OK, EXIT_USER_ERROR, UserError
 from unetpp.params import load_params
 
 
@@ -24,7 +27,7 @@ def _write_json(path: Path, data: object) -> None:
 
 def cmd_summary(args: argparse.Namespace) -> None:
     """Build the configured model and report its parameters and GFLOPs per level and mode."""
-    from unetpp.summary import model_summary
+    from unetpp.evaluation.summary import model_summary
 
     params = load_params(args.params)
     summary = model_summary(params.model, params.data.image_size)
@@ -52,7 +55,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> None:
     """Read the configured source into data/prepared (arrays + manifest.csv), gated by validation."""
-    from unetpp.data.prepare import ingest
+    from unetpp.data.ingest import ingest
 
     params = load_params(args.params)
     manifest = ingest(params, Path(args.out))
@@ -62,8 +65,8 @@ def cmd_ingest(args: argparse.Namespace) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     """Run the Great Expectations gate over the manifest; write the JSON report and Data Docs."""
-    from unetpp.data.prepare import load_manifest
-    from unetpp.validate import validate_manifest, write_report
+    from unetpp.data.ingest import load_manifest
+    from unetpp.data.validate import validate_manifest, write_report
 
     params = load_params(args.params)
     report = validate_manifest(load_manifest(Path(args.prepared)), params, docs_dir=Path(args.docs))
@@ -74,7 +77,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     """Train (or resume) the configured model; writes models/ and metrics/, logs to MLflow."""
-    from unetpp.train import train
+    from unetpp.training.loop import train
 
     params = load_params(args.params)
     summary = train(params, Path(args.prepared), Path(args.models), Path(args.metrics))
@@ -86,14 +89,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Measure every pruning level and mode: Dice, IoU, BCE, parameters, GFLOPs, latency."""
-    from unetpp.evaluate import evaluate
+    from unetpp.evaluation.evaluate import evaluate
 
     evaluate(load_params(args.params), Path(args.prepared), Path(args.models), Path(args.metrics), Path(args.plots))
 
 
 def cmd_select(args: argparse.Namespace) -> None:
     """Choose the fastest level and mode within the Dice tolerance; export it; log it to MLflow."""
-    from unetpp.select import select
+    from unetpp.evaluation.select import select
 
     selected = select(load_params(args.params), Path(args.metrics), Path(args.models))
     print(f"selected L{selected['level']} {selected['mode']}: {selected['reason']}")
@@ -101,7 +104,7 @@ def cmd_select(args: argparse.Namespace) -> None:
 
 def cmd_registry(args: argparse.Namespace) -> None:
     """The registered model: show it, register the selection, promote through the gate, roll back."""
-    from unetpp.registry import Registry
+    from unetpp.registry.promotion import Registry
 
     registry = Registry(load_params(args.params))
     if args.action == "show":
@@ -119,7 +122,7 @@ def cmd_registry(args: argparse.Namespace) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     """TorchServe: package the champion (or --version), start, stop, status, swap in a new archive."""
-    from unetpp.serve import Server
+    from unetpp.serving.server import Server
 
     server = Server(load_params(args.params))
     if args.action == "package":
@@ -140,7 +143,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     """Send IMAGE to the running TorchServe; print the JSON answer and write the overlay PNG."""
-    from unetpp.client import predict
+    from unetpp.serving.client import predict
 
     answer, overlay = predict(load_params(args.params), Path(args.image), Path(args.overlay) if args.overlay else None)
     print(json.dumps(answer, indent=2))
@@ -189,13 +192,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; the exit code says what kind of failure it was (`unetpp.errors`)."""
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"unetpp {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    except UserError as err:
+        return _fail(args.command, EXIT_USER_ERROR, err)
+    except Exception as err:  # may pass on a retry: a killed worker, out of memory, a busy store
+        traceback.print_exc()
+        return _fail(args.command, EXIT_FAILURE, err)
+    return EXIT_OK
+
+
+def _fail(command: str, code: int, err: Exception) -> int:
+    """Print the error; when the flow asked for it ($UNETPP_EXIT_FILE), leave the code where it can read it."""
+    print(f"unetpp {command}: error: {err}", file=sys.stderr)
+    exit_file = os.environ.get(EXIT_FILE_ENV)
+    if exit_file:
+        Path(exit_file).write_text(json.dumps({"command": command, "code": code, "error": str(err)}))
+    return code
 
 
 if __name__ == "__main__":

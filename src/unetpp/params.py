@@ -1,4 +1,8 @@
-"""Typed schema of params.yaml: a wrong key or value fails early, naming the field."""
+"""Typed schema of params.yaml: a wrong key or value fails early, naming the field.
+
+params.yaml is the one source of recipe values. The defaults here equal it (tests/test_params.py
+compares them), so that code building `Params` from a partial dict gets the recipe that ships.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from unetpp.errors import UserError
+
 
 class ModelParams(BaseModel):
     """The network: architecture and its constructor arguments."""
@@ -15,7 +21,7 @@ class ModelParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     arch: Literal["unetpp", "unet"] = "unetpp"
-    widths: tuple[int, int, int, int, int] = (32, 64, 128, 256, 512)
+    widths: tuple[int, int, int, int, int] = (16, 32, 64, 128, 256)
     norm: Literal["batch", "instance", "none"] = "batch"
     upsample: Literal["transpose", "bilinear"] = "transpose"
     in_channels: int = Field(3, ge=1)
@@ -29,7 +35,7 @@ class ModelParams(BaseModel):
         return self
 
     def build_kwargs(self) -> dict[str, Any]:
-        """Constructor arguments of `unetpp.model.build_model(self.arch, ...)`."""
+        """Constructor arguments of `unetpp.nn.networks.build_model(self.arch, ...)`."""
         kwargs: dict[str, Any] = dict(
             in_channels=self.in_channels,
             num_classes=len(self.class_names),
@@ -74,7 +80,7 @@ class DataParams(BaseModel):
 
     source: Literal["synthetic", "drishti", "folder"] = "synthetic"
     path: str | None = None
-    image_size: int = Field(256, ge=16, description="side of the square images trained on and served")
+    image_size: int = Field(128, ge=16, description="side of the square images trained on and served")
     val_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = 0
     crop_to_disc: bool = False
@@ -109,21 +115,21 @@ class TrainParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    epochs: int = Field(50, ge=1)
+    epochs: int = Field(40, ge=1)
     batch_size: int = Field(8, ge=1)
-    lr: float = Field(1e-4, gt=0)
-    step_size: int = Field(10, ge=1, description="StepLR: epochs between decays")
+    lr: float = Field(1e-3, gt=0)
+    step_size: int = Field(26, ge=1, description="StepLR: epochs between decays")
     gamma: float = Field(0.1, gt=0, le=1)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast; fp16 on CUDA only")
-    channels_last: bool = False
+    channels_last: bool = True
     head_weights: list[float] | None = None
     bce_weight: float = Field(1.0, ge=0)
     dice_weight: float = Field(1.0, ge=0)
-    dice_per_image: bool = Field(False, description="soft Dice per image and class (else over the whole batch)")
+    dice_per_image: bool = Field(True, description="soft Dice per image and class (else over the whole batch)")
     ema_decay: float | None = Field(
-        None, ge=0, lt=1, description="validate and keep a moving average of the weights; null: off"
+        0.98, ge=0, lt=1, description="validate and keep a moving average of the weights (per step); null: off"
     )
     augment: bool = True
 
@@ -234,9 +240,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate params.yaml; errors name the file and the offending field."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"params file not found: {path}")
+        raise UserError(f"params file not found: {path}")
     raw = yaml.safe_load(path.read_text()) or {}
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
-        raise ValueError(f"invalid {path}:\n{err}") from None
+        raise UserError(f"invalid {path}:\n{err}") from None

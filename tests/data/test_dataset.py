@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from unetpp.data.dataset import PreparedDataset, make_loader
-from unetpp.data.prepare import ingest
+from unetpp.data.ingest import ingest
+from unetpp.errors import UserError
 from unetpp.params import Params
 
 
@@ -75,5 +76,5 @@ def test_loader_batches(prepared: Path) -> None:
 def test_missing_split_or_manifest(prepared: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no readable samples in split 'test'"):
         PreparedDataset(prepared, "test")
-    with pytest.raises(FileNotFoundError, match="run `unetpp ingest`"):
+    with pytest.raises(UserError, match="run `unetpp ingest`"):
         PreparedDataset(tmp_path, "train")

@@ -9,12 +9,12 @@ import pytest
 import tifffile
 from PIL import Image
 
-from unetpp.data.prepare import ingest
+from tests.conftest import folder_params
+from unetpp.data.ingest import ingest
 from unetpp.data.sources import drishti_samples, folder_samples
 from unetpp.data.synthetic import generate_fundus
+from unetpp.errors import UserError
 from unetpp.params import Params
-
-from ..conftest import folder_params
 
 
 def _write_drishti(root: Path, test_gt: str) -> None:
@@ -63,7 +63,7 @@ def test_drishti_threshold(tmp_path: Path) -> None:
 
 def test_drishti_missing_layout_is_named(tmp_path: Path) -> None:
     params = Params.model_validate({"data": {"source": "drishti", "path": str(tmp_path)}})
-    with pytest.raises(FileNotFoundError, match="not a Drishti-GS1 folder"):
+    with pytest.raises(UserError, match="not a Drishti-GS1 folder"):
         drishti_samples(params.data)
 
 

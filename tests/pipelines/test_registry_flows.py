@@ -9,9 +9,9 @@ import yaml
 
 from pipelines.registry import promote, rollback, show
 from tests.models import TINY_PARAMS, fit_tiny, log_selection
-from unetpp.data.prepare import ingest
+from unetpp.data.ingest import ingest
 from unetpp.params import Params
-from unetpp.registry import Registry
+from unetpp.registry.promotion import Registry
 
 
 def test_show_promote_rollback_flows(prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,25 +10,25 @@ import pytest
 import yaml
 
 from tests.models import TINY_PARAMS, fit_tiny, log_selection
-from tests.project import ROOT, free_ports
-from unetpp.data.prepare import ingest
+from tests.params import project_params
+from tests.project import free_ports
+from unetpp.data.ingest import ingest
 from unetpp.params import Params
-from unetpp.registry import Registry
-from unetpp.serve import Server
+from unetpp.registry.promotion import Registry
+from unetpp.serving.server import Server
 
 LIMITS = {"max_bytes": 300_000, "max_pixels": 512 * 512}
 
 
 @pytest.fixture(scope="session")
 def serving_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """params.yaml (tiny model, free ports, small limits), the serving/ folder, prepared data, a store."""
+    """params.yaml (tiny model, free ports, small limits), prepared data, a store."""
     if shutil.which("java") is None:
         pytest.fail("TorchServe needs Java 17 (apt-get install openjdk-17-jre-headless)")
     root = tmp_path_factory.mktemp("serving")
-    shutil.copytree(ROOT / "serving", root / "serving")
     inference, management, metrics = free_ports(3)
     ports = {"inference_port": inference, "management_port": management, "metrics_port": metrics}
-    raw = {**TINY_PARAMS, "serve": {**ports, **LIMITS}}
+    raw = project_params(TINY_PARAMS, {"serve": {**ports, **LIMITS}})
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     ingest(Params.model_validate(raw), root / "data" / "prepared")
     return root

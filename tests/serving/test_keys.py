@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from unetpp.params import Params
-from unetpp.serve import RUNTIME, ServeError, Server
+from unetpp.serving.server import RUNTIME, ServeError, Server
 
 
 def test_a_key_file_being_written_reads_as_not_ready_then_gives_both_keys(tmp_path: Path) -> None:

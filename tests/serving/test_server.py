@@ -15,11 +15,11 @@ from PIL import Image
 
 from tests.models import fit_tiny, log_selection
 from unetpp.data.synthetic import generate_fundus
-from unetpp.data.transforms import resize_image, to_model_input
-from unetpp.inference import optimize_for_inference
-from unetpp.readout import anatomical, masks_at, rle_decode
-from unetpp.registry import Registry
-from unetpp.serve import Server, load_archive
+from unetpp.registry.promotion import Registry
+from unetpp.runtime.inference import optimize_for_inference
+from unetpp.runtime.preprocess import resize_image, to_model_input
+from unetpp.runtime.readout import anatomical, masks_at, rle_decode
+from unetpp.serving.server import Server, load_archive
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,11 @@ import torch
 from monai.data import set_track_meta
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from unetpp.data.prepare import load_manifest
-from unetpp.data.transforms import to_model_input, train_augmentation
+from unetpp.data.augment import train_augmentation
+from unetpp.data.ingest import load_manifest
+from unetpp.errors import UserError
 from unetpp.params import DataParams
+from unetpp.runtime.preprocess import standardize, to_model_input, to_unit_tensor
 
 set_track_meta(False)  # plain tensors out of MONAI transforms: no metadata bookkeeping per sample
 
@@ -28,7 +30,7 @@ class PreparedDataset(Dataset):
         manifest = load_manifest(prepared)
         rows = manifest[(manifest["split"] == split) & manifest["error"].isna()]
         if rows.empty:
-            raise ValueError(f"{prepared}: no readable samples in split {split!r}")
+            raise UserError(f"{prepared}: no readable samples in split {split!r}; expected at least one")
         self.ids = rows["id"].astype(str).tolist()
         self.paths = [prepared / "samples" / f"{i}.npz" for i in self.ids]
         self.augment = train_augmentation(seed) if augment else None
@@ -47,9 +49,8 @@ class PreparedDataset(Dataset):
         mask_t = torch.from_numpy(mask.astype(np.float32))
         if self.augment is None:
             return to_model_input(image), mask_t
-        chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
-        out = self.augment({"image": chw, "mask": mask_t})
-        return torch.as_tensor(out["image"]), torch.as_tensor(out["mask"]).clamp(0.0, 1.0)
+        out = self.augment({"image": to_unit_tensor(image), "mask": mask_t})
+        return standardize(torch.as_tensor(out["image"])), torch.as_tensor(out["mask"]).clamp(0.0, 1.0)
 
 
 def make_loader(
@@ -64,7 +65,7 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader with workers from params, pinned memory on CUDA, and a DistributedSampler under DDP.
 
-    Shuffling is seeded: call `set_epoch(loader, epoch)` before each epoch.
+    Shuffling is seeded: call `set_epoch(loader, seed, epoch)` before each epoch.
     """
     sampler = DistributedSampler(dataset, world, rank, shuffle=shuffle, seed=seed) if world > 1 else None
     return DataLoader(

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from unetpp.data.images import IMAGE_SUFFIXES, ImageReadError, read_array, to_label, to_rgb8
 from unetpp.data.synthetic import generate_fundus
+from unetpp.errors import UserError
 from unetpp.params import DataParams
+from unetpp.runtime.images import IMAGE_SUFFIXES, ImageReadError, read_array, to_label, to_rgb8
 
 
 @dataclass
@@ -76,7 +77,7 @@ def drishti_samples(p: DataParams) -> list[RawSample]:
     """
     root = Path(p.path or "")
     if not (root / "Training" / "Images").is_dir():
-        raise FileNotFoundError(f"{root}: not a Drishti-GS1 folder (expected Training/Images and Test/Images)")
+        raise UserError(f"{root}: not a Drishti-GS1 folder (expected Training/Images and Test/Images)")
     samples = []
     for folder, split, gt_names in (("Training", "train", ("GT",)), ("Test", "val", ("Test_GT", "GT"))):
         images = root / folder / "Images"
@@ -99,7 +100,7 @@ def drishti_samples(p: DataParams) -> list[RawSample]:
                 )
             )
     if not samples:
-        raise FileNotFoundError(f"{root}: no images under Training/Images or Test/Images")
+        raise UserError(f"{root}: no images under Training/Images or Test/Images")
     return samples
 
 
@@ -124,7 +125,7 @@ def folder_samples(p: DataParams) -> list[RawSample]:
     """
     root = Path(p.path or "")
     if not (root / "images").is_dir() or not (root / "masks").is_dir():
-        raise FileNotFoundError(f"{root}: a folder source needs images/ and masks/ subfolders")
+        raise UserError(f"{root}: a folder source needs images/ and masks/ subfolders")
     subsplits = {"train": "train", "val": "val", "test": "val"}
     found = [
         (d.name, subsplits[d.name]) for d in sorted((root / "images").iterdir()) if d.is_dir() and d.name in subsplits
@@ -138,7 +139,7 @@ def folder_samples(p: DataParams) -> list[RawSample]:
         for img in sorted(q for q in img_dir.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES):
             pairs.append((img, masks.get(img.stem, mask_dir / f"{img.stem}.png"), split))
     if not pairs:
-        raise FileNotFoundError(f"{root}/images: no png, jpg or tif images")
+        raise UserError(f"{root}/images: no png, jpg or tif images")
     if not found:
         rng = np.random.default_rng(p.seed)
         n_val = max(1, round(len(pairs) * p.val_fraction))

@@ -1,0 +1,112 @@
+"""The ingest stage: read the source, prepare fixed-size arrays and a manifest, gate, then swap in.
+
+Everything is written to a staging folder beside `data/prepared` first. Only when the manifest
+passes the data gate (`unetpp.validate`) does staging replace the old folder, so a failing ingest
+leaves the previous prepared data exactly as it was, and the source folder is never written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from unetpp.data.sources import READERS, Loaded, RawSample
+from unetpp.errors import UserError
+from unetpp.params import Params
+from unetpp.runtime.images import ImageReadError
+from unetpp.runtime.preprocess import prepare_image, resize_masks
+
+MANIFEST = "manifest.csv"
+
+
+def _crop_to_disc(loaded: Loaded, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """A square of side `scale` x the disc diameter around the disc, for full-size photographs."""
+    image, masks = loaded.image, loaded.masks
+    ys, xs = np.nonzero(masks[0])
+    if ys.size == 0 or masks.shape[1:] != image.shape[:2]:
+        return image, masks  # nothing to centre on: the gate reports the empty or mismatched mask
+    cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+    half = int(min(max(np.ptp(ys), np.ptp(xs)) * scale / 2, min(image.shape[:2]) / 2))
+    top = int(np.clip(cy - half, 0, image.shape[0] - 2 * half))
+    left = int(np.clip(cx - half, 0, image.shape[1] - 2 * half))
+    return image[top : top + 2 * half, left : left + 2 * half], masks[:, top : top + 2 * half, left : left + 2 * half]
+
+
+def _sha256(arr: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+def prepare_sample(raw: RawSample, params: Params, samples_dir: Path) -> dict[str, Any]:
+    """Load, crop, resize and save one sample; its manifest row (with `error` set if unreadable)."""
+    row: dict[str, Any] = dict(
+        id=raw.id, split=raw.split, source_image=raw.source_image, source_masks=";".join(raw.source_masks), error=None
+    )
+    try:
+        loaded = raw.load()
+    except ImageReadError as err:
+        row["error"] = str(err)
+        return row
+    data = params.data
+    image, masks = (
+        _crop_to_disc(loaded, data.crop_scale) if data.crop_to_disc and params.fundus else (loaded.image, loaded.masks)
+    )
+    image = prepare_image(image, data.image_size, params.model.in_channels)
+    masks = resize_masks(masks, data.image_size)
+    np.savez(samples_dir / f"{raw.id}.npz", image=image, mask=masks.astype(np.uint8))
+    row.update(
+        width=loaded.image.shape[1],
+        height=loaded.image.shape[0],
+        channels=loaded.channels,
+        dtype=loaded.dtype,
+        mask_width=loaded.masks.shape[2],
+        mask_height=loaded.masks.shape[1],
+        mask_values=",".join(map(str, loaded.mask_values[:16])),
+        mask_valid=loaded.mask_valid,
+        image_sha256=_sha256(image),
+        mask_sha256=_sha256(masks),
+        mean_intensity=float(image.mean()),
+        std_intensity=float(image.std()),
+        cup_to_disc=loaded.cup_to_disc,
+    )
+    for name, m in zip(params.model.class_names, masks, strict=True):
+        row[f"fg_{name}"] = float(m.mean())
+    if params.fundus:
+        cup, disc = masks[1], masks[0]
+        row["cup_outside_disc"] = float((cup & ~disc).sum() / max(int(cup.sum()), 1))
+    return row
+
+
+def ingest(params: Params, out_dir: Path) -> pd.DataFrame:
+    """Prepare the configured source into `out_dir`; raise `DataValidationError` (nothing replaced) if gated."""
+    from unetpp.data.validate import validate_manifest
+
+    samples = READERS[params.data.source](params.data)
+    staging = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "samples").mkdir(parents=True)
+    try:
+        manifest = pd.DataFrame([prepare_sample(s, params, staging / "samples") for s in samples])
+        manifest.to_csv(staging / MANIFEST, index=False)
+        validate_manifest(manifest, params).raise_for_failure()
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        if out_dir.exists():
+            out_dir.rename(old)
+        staging.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def load_manifest(prepared: Path) -> pd.DataFrame:
+    """The manifest of a prepared folder, with a clear error when ingest has not run."""
+    path = prepared / MANIFEST
+    if not path.is_file():
+        raise UserError(f"{path}: no manifest; run `unetpp ingest` (or `dvc repro ingest`) first")
+    return pd.read_csv(path, keep_default_na=True)

@@ -1,0 +1,163 @@
+"""The data gate: a Great Expectations suite over the manifest, run by ingest and by `unetpp validate`.
+
+Three checks, each a GX validation with failing rows identified by `id` and named by source file:
+- `readable`: every source image and mask could be read (corrupt, truncated, missing mask);
+- `content`: sizes and channels, binary masks with values in the class set, image and mask of
+  equal size, no duplicate image within or across splits, foreground fractions within bounds
+  (an empty mask fails), the cup inside the disc (fundus task), no nulls;
+- `splits`: enough rows in train and in val.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from unetpp.errors import UserError
+from unetpp.params import Params
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+SPLITS = ("train", "val")
+
+
+class DataValidationError(UserError):
+    """The manifest failed the gate; the message names the expectations and files."""
+
+
+@dataclass
+class GateReport:
+    success: bool
+    failures: list[dict[str, Any]] = field(default_factory=list)  # expectation, column, files
+    results: dict[str, Any] = field(default_factory=dict)  # GX result JSON per check
+
+    def message(self) -> str:
+        lines = [f"data validation failed ({len(self.failures)} expectation(s)):"]
+        for f in self.failures:
+            lines.append(f"  - {f['check']}: {f['expectation']} on {f['column']}")
+            lines += [f"      {name}" for name in f["files"][:20]]
+            if len(f["files"]) > 20:
+                lines.append(f"      ... and {len(f['files']) - 20} more")
+        return "\n".join(lines)
+
+    def raise_for_failure(self) -> None:
+        if not self.success:
+            raise DataValidationError(self.message())
+
+
+def _suites(manifest: pd.DataFrame, params: Params) -> dict[str, tuple[pd.DataFrame, list[Any]]]:
+    import great_expectations.expectations as gxe
+
+    v = params.validate_
+    readable = manifest[manifest["error"].isna()] if "error" in manifest else manifest
+    derived = [c for c in manifest.columns if c not in ("error", "cup_to_disc", "source_masks")]
+    content = [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in derived]
+    content += [
+        gxe.ExpectColumnValuesToBeUnique(column="image_sha256"),
+        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
+        gxe.ExpectColumnValuesToBeInSet(column="channels", value_set=[1, 3, 4]),
+        gxe.ExpectColumnValuesToBeBetween(column="width", min_value=v.min_side),
+        gxe.ExpectColumnValuesToBeBetween(column="height", min_value=v.min_side),
+        gxe.ExpectColumnPairValuesToBeEqual(column_A="width", column_B="mask_width"),
+        gxe.ExpectColumnPairValuesToBeEqual(column_A="height", column_B="mask_height"),
+        gxe.ExpectColumnValuesToBeInSet(column="mask_valid", value_set=[True]),
+    ]
+    content += [
+        gxe.ExpectColumnValuesToBeBetween(column=f"fg_{c}", min_value=v.fg_min, max_value=v.fg_max)
+        for c in params.model.class_names
+    ]
+    if params.fundus:
+        content.append(gxe.ExpectColumnValuesToBeBetween(column="cup_outside_disc", max_value=v.max_cup_outside_disc))
+    counts = manifest["split"].value_counts() if len(manifest) else pd.Series(dtype=int)
+    minimum = {"train": v.min_train, "val": v.min_val}
+    splits = pd.DataFrame(
+        {"id": list(SPLITS), "rows": [int(counts.get(s, 0)) for s in SPLITS], "min_rows": [minimum[s] for s in SPLITS]}
+    )
+    return {
+        "readable": (manifest, [gxe.ExpectColumnValuesToBeNull(column="error")]),
+        "content": (readable, content),
+        "splits": (
+            splits,
+            [gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="rows", column_B="min_rows", or_equal=True)],
+        ),
+    }
+
+
+def _describe(row: pd.Series) -> str:
+    """The source file of a manifest row, with its read error when there is one."""
+    error = row.get("error")
+    return str(error) if isinstance(error, str) and error else f"{row['source_image']} (id {row['id']})"
+
+
+def validate_manifest(manifest: pd.DataFrame, params: Params, docs_dir: Path | None = None) -> GateReport:
+    """Run the gate; with `docs_dir`, also build GX Data Docs (HTML) there."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    root = Path(tempfile.mkdtemp(prefix="unetpp-gx-"))
+    try:
+        ctx = gx.get_context(mode="file", project_root_dir=str(root)) if docs_dir else gx.get_context(mode="ephemeral")
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+        source = ctx.data_sources.add_pandas("manifest")
+        report = GateReport(success=True)
+        sources = {str(r["id"]): _describe(r) for _, r in manifest.iterrows()}
+        definitions = []
+        for name, (frame, expectations) in _suites(manifest, params).items():
+            batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+            suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
+            definition = ctx.validation_definitions.add(gx.ValidationDefinition(data=batch, suite=suite, name=name))
+            definitions.append((definition, frame))
+            result = definition.run(
+                batch_parameters={"dataframe": frame},
+                result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["id"]},
+            )
+            report.results[name] = result.to_json_dict()
+            for r in result.results:
+                if r.success:
+                    continue
+                cfg = r.expectation_config
+                ids = [row["id"] for row in (r.result or {}).get("unexpected_index_list") or []]
+                column = cfg.kwargs.get("column") or f"{cfg.kwargs.get('column_A')} / {cfg.kwargs.get('column_B')}"
+                files = [sources.get(str(i), f"split {i}") for i in ids]
+                report.failures.append(dict(check=name, expectation=cfg.type, column=column, files=files))
+        report.success = not report.failures
+        if docs_dir:
+            _build_docs(ctx, definitions, root, docs_dir)
+        return report
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _build_docs(ctx: Any, definitions: list[tuple[Any, pd.DataFrame]], root: Path, docs_dir: Path) -> None:
+    """Run the validations through a checkpoint that renders Data Docs, then copy the site out."""
+    import great_expectations as gx
+
+    for definition, frame in definitions:
+        checkpoint = ctx.checkpoints.add(
+            gx.Checkpoint(
+                name=f"docs-{definition.name}",
+                validation_definitions=[definition],
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],
+            )
+        )
+        checkpoint.run(batch_parameters={"dataframe": frame})
+    site = next(root.rglob("local_site"), None)
+    if site is None:
+        raise RuntimeError(f"Great Expectations wrote no Data Docs under {root}")
+    shutil.rmtree(docs_dir, ignore_errors=True)
+    shutil.copytree(site, docs_dir)
+
+
+def write_report(report: GateReport, path: Path) -> None:
+    """reports/validation.json: success, the failures by file, and GX's full results."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = dict(success=report.success, failures=report.failures, results=report.results)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")

@@ -1,0 +1,58 @@
+"""Dice, IoU and BCE per class and their mean, accumulated over batches.
+
+Dice and IoU are computed per sample and class on predictions binarized like the served masks
+(`unetpp.runtime.readout.binarize`, probability >= 0.5) with MONAI's `compute_dice` / `compute_iou`,
+then averaged over samples. Empty masks follow MONAI's
+`ignore_empty=False`: when a sample's ground truth for a class is empty, the score is 1 if the
+prediction is empty too and 0 otherwise, so a false detection on an empty mask is punished and
+every sample counts. BCE is the mean binary cross-entropy of the probabilities (not thresholded;
+clamped to [1e-7, 1 - 1e-7]) against the mask, per class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from monai.metrics import compute_dice, compute_iou
+from torch import Tensor
+
+from unetpp.runtime.readout import binarize
+
+EPS = 1e-7
+
+
+class SegmentationMetrics:
+    """Accumulates per-sample scores with `update`; `compute` returns plain floats per class."""
+
+    def __init__(self, class_names: Sequence[str]) -> None:
+        self.class_names = list(class_names)
+        self._dice: list[Tensor] = []
+        self._iou: list[Tensor] = []
+        self._bce: list[Tensor] = []
+
+    def update(self, probs: Tensor, target: Tensor) -> None:
+        """Add a batch: `probs` in [0, 1] and binary `target`, both (N, classes, H, W)."""
+        if probs.shape != target.shape or probs.shape[1] != len(self.class_names):
+            raise ValueError(
+                f"probs {tuple(probs.shape)} and target {tuple(target.shape)} must match and have "
+                f"{len(self.class_names)} channels ({', '.join(self.class_names)})"
+            )
+        probs, target = probs.detach().float(), target.detach().float()
+        pred = binarize(probs).float()
+        self._dice.append(compute_dice(pred, target, include_background=True, ignore_empty=False))
+        self._iou.append(compute_iou(pred, target, include_background=True, ignore_empty=False))
+        p = probs.clamp(EPS, 1 - EPS)
+        bce = -(target * p.log() + (1 - target) * (1 - p).log())
+        self._bce.append(bce.mean(dim=(2, 3)))
+
+    def compute(self) -> dict[str, dict[str, float]]:
+        """{"dice"|"iou"|"bce": {class name: value, ..., "mean": mean over classes}}."""
+        if not self._dice:
+            raise ValueError("no batch was added to the metrics")
+        out: dict[str, dict[str, float]] = {}
+        for name, rows in (("dice", self._dice), ("iou", self._iou), ("bce", self._bce)):
+            per_class = torch.cat(rows).mean(dim=0)
+            out[name] = {c: float(v) for c, v in zip(self.class_names, per_class, strict=True)}
+            out[name]["mean"] = float(per_class.mean())
+        return out

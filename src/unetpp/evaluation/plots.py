@@ -1,0 +1,87 @@
+"""Figures for the reports and MLflow: training curves, the pruning Pareto front, overlays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def training_curve(history: list[dict[str, Any]], names: list[str], path: Path) -> Path:
+    """Loss (train, val) and validation Dice per class against epochs."""
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [r["train_loss"] for r in history], label="train")
+    ax_loss.plot(epochs, [r["val_loss"] for r in history], label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="BCE + Dice loss", title="loss")
+    ax_loss.legend()
+    for c in names:
+        ax_dice.plot(epochs, [r[f"dice_{c}"] for r in history], label=c)
+    ax_dice.set(xlabel="epoch", ylabel="Dice", title="validation Dice", ylim=(0, 1))
+    ax_dice.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def pareto(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Mean validation Dice against latency, one labelled point per level and mode."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for mode, marker in (("fast", "o"), ("accurate", "s")):
+        pts = [r for r in rows if r["mode"] == mode]
+        ax.scatter([r["latency_ms"] for r in pts], [r["dice_mean"] for r in pts], marker=marker, label=mode)
+        for r in pts:
+            ax.annotate(
+                f"L{r['level']} {mode}",
+                (r["latency_ms"], r["dice_mean"]),
+                textcoords="offset points",
+                xytext=(5, 5),
+                fontsize=8,
+            )
+    ax.set(
+        xlabel=f"latency, batch 1 ({rows[0]['device']}), ms",
+        ylabel="mean validation Dice",
+        title="pruning levels and modes: accuracy against speed",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def overlays(module: Any, dataset: Any, names: list[str], count: int, path: Path, device: Any) -> Path:
+    """Validation images with each predicted class filled in its colour, ground truth as contours."""
+    import numpy as np
+    import torch
+
+    from unetpp.runtime.readout import binarize, colour, describe_colours
+
+    count = max(1, min(count, len(dataset)))
+    fig, axes = plt.subplots(1, count, figsize=(4 * count, 4), squeeze=False)
+    for ax, idx in zip(axes[0], range(count), strict=True):
+        x, y = dataset[idx]
+        with np.load(dataset.paths[idx]) as npz:
+            image = npz["image"]
+        with torch.inference_mode():
+            pred = binarize(module(x[None].to(device))[0]).cpu().numpy()
+        rgb = (image if image.shape[-1] == 3 else np.repeat(image, 3, -1)).astype(np.float32) / 255
+        colours = [np.array(colour(name, c)) / 255 for c, name in enumerate(names)]
+        for c, rgb_c in enumerate(colours):
+            rgb[pred[c]] = 0.55 * rgb[pred[c]] + 0.45 * rgb_c
+        ax.imshow(rgb)
+        for c, rgb_c in enumerate(colours):
+            ax.contour(y[c].numpy(), levels=[0.5], colors=[rgb_c], linewidths=1)
+        ax.set_title(dataset.ids[idx], fontsize=8)
+        ax.axis("off")
+    fig.suptitle(f"validation: prediction filled ({describe_colours(names)}), ground truth as contours")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,42 @@
+"""What the configured model is: parameters and GFLOPs of every pruning level and mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from unetpp.evaluation.profile import count_flops
+from unetpp.nn.networks import MODES, UNetPlusPlus, build_model, count_parameters
+from unetpp.params import ModelParams
+
+
+def model_summary(params: ModelParams, input_size: int) -> dict[str, Any]:
+    """Parameters and GFLOPs (one image at `input_size`) for the full model and each level x mode."""
+    model = build_model(params.arch, **params.build_kwargs()).eval()
+    shape = (1, params.in_channels, input_size, input_size)
+    rows: list[dict[str, Any]] = []
+    variants: list[tuple[int, str, nn.Module]]
+    if isinstance(model, UNetPlusPlus):
+        variants = [(lvl, mode, model.prune(lvl, mode)) for lvl in model.levels for mode in MODES]
+    else:
+        variants = [(4, "fast", model)]
+    for level, mode, module in variants:
+        rows.append(
+            dict(
+                level=level,
+                mode=mode,
+                nodes=len(module.nodes),
+                heads=list(module.head_ids),
+                parameters=count_parameters(module),
+                gflops=round(count_flops(module, shape) / 1e9, 3),
+            )
+        )
+    return dict(
+        arch=params.arch,
+        config=model.config,
+        class_names=params.class_names,
+        input_size=input_size,
+        parameters=count_parameters(model),
+        levels=rows,
+    )

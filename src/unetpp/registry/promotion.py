@@ -1,0 +1,262 @@
+"""The model registry on MLflow aliases: register the selected model, gate it, promote, roll back.
+
+One registered model name (`promote.model_name`) and three aliases: `challenger` (the newest
+registered version), `champion` (the one served) and `previous` (the champion it replaced).
+The gate re-scores the champion and the challenger on the same validation data, so a champion
+trained on older data is judged on today's. Every decision is written as tags on the challenger's
+version. Mutations hold a file lock beside the tracking store: two processes promoting at once
+are serialised, and the aliases always agree with the `replaced` tags (one host; a shared
+tracking server needs its own guard).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock
+
+from unetpp.errors import UserError
+from unetpp.params import Params, PromoteParams
+from unetpp.registry import tracking
+
+CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous"
+
+
+class RegistryError(UserError):
+    """A registry action that cannot be done (no such version, nothing to roll back to)."""
+
+
+@dataclass
+class Decision:
+    """What the gate decided about one challenger, and why."""
+
+    version: str
+    promoted: bool
+    reason: str
+    challenger_dice: float | None
+    champion_version: str | None
+    champion_dice: float | None
+    data_sha256: str
+    champion_after: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide(
+    challenger_dice: float, latency_ms: float, champion_dice: float | None, policy: PromoteParams
+) -> tuple[bool, str]:
+    """The promotion policy on scores measured on the same data; returns (promote, reason)."""
+    budget = policy.max_latency_ms
+    if budget is not None and latency_ms > budget:
+        return False, f"latency {latency_ms:.2f} ms is over the budget promote.max_latency_ms={budget} ms"
+    if champion_dice is None:
+        if challenger_dice >= policy.min_dice:
+            return True, f"no champion yet; mean Dice {challenger_dice:.4f} >= promote.min_dice {policy.min_dice}"
+        return False, f"no champion yet, and mean Dice {challenger_dice:.4f} < promote.min_dice {policy.min_dice}"
+    floor = champion_dice - policy.tolerance
+    verdict = ">=" if challenger_dice >= floor else "<"
+    return challenger_dice >= floor, (
+        f"mean Dice {challenger_dice:.4f} {verdict} champion's {champion_dice:.4f} - tolerance {policy.tolerance}"
+    )
+
+
+class Registry:
+    """The project's registered model: its versions, aliases and the promotion gate."""
+
+    def __init__(self, params: Params, root: Path | None = None) -> None:
+        self.params, self.root = params, (root or Path.cwd()).resolve()
+        tracking.configure(params.tracking, self.root)
+        self.client = tracking.MlflowClient()
+        self.name = params.promote.model_name
+        store = tracking.store_dir(params.tracking, self.root)
+        store.mkdir(parents=True, exist_ok=True)
+        self.lock = FileLock(str(store / "registry.lock"), timeout=600)
+
+    # --- reading -------------------------------------------------------------------------
+    def aliases(self) -> dict[str, str]:
+        """alias -> version; {} before the first registration.
+
+        Only "no such registered model" means no aliases: any other store error (a locked or
+        unreadable database, a server down) propagates, so the gate never mistakes a store it cannot
+        read for one without a champion, and changes no alias.
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return {alias: str(v) for alias, v in self.client.get_registered_model(self.name).aliases.items()}
+        except MlflowException as err:
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return {}
+            raise
+
+    def by_alias(self, alias: str) -> Any | None:
+        version = self.aliases().get(alias)
+        return None if version is None else self.client.get_model_version(self.name, version)
+
+    def version(self, version: str | int) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version(self.name, str(version))
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            raise RegistryError(f"registered model {self.name!r} has no version {version}") from None
+
+    def versions(self) -> list[Any]:
+        found = self.client.search_model_versions(f"name='{self.name}'")
+        return sorted(found, key=lambda v: int(v.version))
+
+    def show(self) -> dict[str, Any]:
+        """Aliases and every version's tags: what `unetpp registry show` prints."""
+        aliases = self.aliases()
+        by_version: dict[str, list[str]] = {}
+        for alias, v in aliases.items():
+            by_version.setdefault(v, []).append(alias)
+        return {
+            "name": self.name,
+            "aliases": aliases,
+            "versions": [
+                {"version": str(v.version), "aliases": sorted(by_version.get(str(v.version), [])), **v.tags}
+                for v in self.versions()
+            ],
+        }
+
+    # --- writing -------------------------------------------------------------------------
+    def register(self, models_dir: Path) -> tuple[Any, bool]:
+        """Register the selected model (once per logged model) and point `challenger` at it.
+
+        Returns (version, created): a second call for the same selection registers nothing new.
+        """
+        import mlflow
+
+        selected = json.loads((models_dir / "selected.json").read_text())
+        run_id = tracking.read_run_id(models_dir / "run.json")
+        uri = selected.get("model_uri")
+        if not uri:
+            raise RegistryError(f"{models_dir / 'selected.json'} has no model_uri; run `unetpp select` first")
+        with self.lock:
+            existing = [v for v in self.versions() if v.tags.get("model_uri") == uri]
+            created = not existing
+            if created:
+                run_tags = self.client.get_run(run_id).data.tags
+                metrics = selected["metrics"]
+                tags = {
+                    "level": selected["level"],
+                    "mode": selected["mode"],
+                    "arch": selected["arch"],
+                    "latency_ms": f"{metrics['latency_ms']:.4f}",
+                    "data_manifest_sha256": run_tags.get("data_manifest_sha256", "unknown"),
+                    "git_revision": run_tags.get("git_revision", "unknown"),
+                    "pipeline_run_id": run_id,
+                    "model_uri": uri,
+                    **{k: f"{v:.4f}" for k, v in metrics.items() if k.startswith("dice_")},
+                }
+                mv = mlflow.register_model(uri, self.name, tags={k: str(v) for k, v in tags.items()})
+            else:
+                mv = existing[-1]
+            self.client.set_registered_model_alias(self.name, CHALLENGER, str(mv.version))
+        return self.version(mv.version), created
+
+    def gate(self, version: str | int | None, prepared: Path) -> Decision:
+        """Re-score challenger and champion on `prepared`'s validation split; promote when the policy allows."""
+        from unetpp.registry.tracking import file_sha256
+
+        with self.lock:
+            candidate = self.by_alias(CHALLENGER) if version is None else self.version(version)
+            if candidate is None:
+                raise RegistryError(f"registered model {self.name!r} has no {CHALLENGER!r}; register a model first")
+            champion = self.by_alias(CHAMPION)
+            data_sha = file_sha256(prepared / "manifest.csv")
+            version, held = str(candidate.version), None if champion is None else str(champion.version)
+            if held == version:
+                reason = f"version {version} is already the champion"
+                return Decision(version, False, reason, None, held, None, data_sha, held)
+            dice = self.score(candidate, prepared)["dice_mean"]
+            champion_dice = None if champion is None else self.score(champion, prepared)["dice_mean"]
+            latency = float(candidate.tags.get("latency_ms", "nan"))
+            ok, reason = decide(dice, latency, champion_dice, self.params.promote)
+            if ok:
+                self._crown(version, held)
+            decision = Decision(version, ok, reason, dice, held, champion_dice, data_sha, version if ok else held)
+            self._record(version, decision)
+            return decision
+
+    def rollback(self) -> tuple[str, str]:
+        """Move `champion` back to `previous`; `previous` then steps one further back (or goes)."""
+        with self.lock:
+            champion, previous = self.by_alias(CHAMPION), self.by_alias(PREVIOUS)
+            if champion is None or previous is None:
+                raise RegistryError(
+                    f"registered model {self.name!r} has no {PREVIOUS!r} champion to roll back to "
+                    f"(aliases: {self.aliases() or 'none'})"
+                )
+            old, new = str(champion.version), str(previous.version)
+            self.client.set_registered_model_alias(self.name, CHAMPION, new)
+            older = previous.tags.get("replaced")
+            if older:
+                self.client.set_registered_model_alias(self.name, PREVIOUS, older)
+            else:
+                self.client.delete_registered_model_alias(self.name, PREVIOUS)
+            self.client.set_model_version_tag(self.name, old, "rolled_back_to", new)
+            self.client.set_model_version_tag(self.name, old, "rolled_back_at", _now())
+            return old, new
+
+    def _crown(self, version: str, old: str | None) -> None:
+        """Make `version` the champion; the old one becomes `previous` and is named on the new one."""
+        if old is not None:
+            self.client.set_registered_model_alias(self.name, PREVIOUS, old)
+            self.client.set_model_version_tag(self.name, version, "replaced", old)
+        self.client.set_registered_model_alias(self.name, CHAMPION, version)
+
+    def _record(self, version: str, decision: Decision) -> None:
+        tags = {
+            "gate.decision": "promoted" if decision.promoted else "rejected",
+            "gate.reason": decision.reason,
+            "gate.data_sha256": decision.data_sha256,
+            "gate.challenger_dice": f"{decision.challenger_dice:.4f}",
+            "gate.champion_version": decision.champion_version or "none",
+            "gate.champion_dice": "none" if decision.champion_dice is None else f"{decision.champion_dice:.4f}",
+            "gate.at": _now(),
+        }
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.name, version, key, value)
+
+    # --- models --------------------------------------------------------------------------
+    def download(self, version: Any, dst: Path) -> Path:
+        """The version's weights + config file (`model.pt`, loaded with weights_only) under `dst`."""
+        import mlflow
+
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(dst)))
+        found = sorted(local.rglob("model.pt"))
+        if not found:
+            raise RegistryError(f"version {version.version} of {self.name!r} ({version.source}) holds no model.pt")
+        return found[0]
+
+    def score(self, version: Any, prepared: Path) -> dict[str, float]:
+        """Mean and per-class Dice of a registered version on `prepared`'s validation split (CPU)."""
+        from unetpp.data.dataset import PreparedDataset, make_loader
+        from unetpp.evaluation.evaluate import score
+        from unetpp.nn.checkpoint import load_checkpoint
+        from unetpp.runtime.inference import optimize_for_inference
+
+        with tempfile.TemporaryDirectory() as tmp:
+            model, meta = load_checkpoint(self.download(version, Path(tmp)))
+        names = meta["class_names"]
+        loader = make_loader(
+            PreparedDataset(prepared, "val"), self.params.data, batch_size=self.params.train.batch_size, shuffle=False
+        )
+        served = optimize_for_inference(model, channels_last=True)
+        scores = score(served, loader, names, torch.device("cpu"), channels_last=True)
+        return {f"dice_{k}": v for k, v in scores["dice"].items()}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

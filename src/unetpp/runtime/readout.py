@@ -1,0 +1,124 @@
+"""From per-class probabilities to what a clinical client reads: masks, areas, boxes, cup-to-disc ratio.
+
+Masks travel as COCO-style uncompressed RLE (column-major runs, starting with background), which
+pycocotools and most viewers decode; `rle_decode` is the inverse for our own clients and tests.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from scipy import ndimage
+
+# A pixel belongs to a class when its probability is >= THRESHOLD: metrics, plots and the served
+# masks all binarize through `binarize`, so what is scored is what is served.
+THRESHOLD = 0.5
+# overlay colours (RGB) by class name, for the served overlay and the evaluation plots alike
+COLOURS = {"disc": (255, 0, 0), "cup": (255, 255, 0)}
+PALETTE = ((0, 160, 255), (0, 200, 80), (255, 0, 255), (255, 128, 0))  # other classes, in order
+
+
+def binarize(probs: torch.Tensor) -> torch.Tensor:
+    """Probabilities to a bool mask at the one threshold."""
+    return probs >= THRESHOLD
+
+
+def colour(name: str, index: int) -> tuple[int, int, int]:
+    """The overlay colour of class `name`, the `index`-th class of its model."""
+    return COLOURS.get(name, PALETTE[index % len(PALETTE)])
+
+
+def describe_colours(names: list[str]) -> str:
+    """'disc red, cup yellow'-style legend for titles, from the colour table."""
+    words = {(255, 0, 0): "red", (255, 255, 0): "yellow", (0, 160, 255): "blue", (0, 200, 80): "green"}
+    words |= {(255, 0, 255): "magenta", (255, 128, 0): "orange"}
+    return ", ".join(f"{n} {words[colour(n, i)]}" for i, n in enumerate(names))
+
+
+def masks_at(probs: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """(C, h, w) probabilities to (C, height, width) bool masks (bilinear, then `binarize`)."""
+    if probs.shape[-2:] != (height, width):
+        probs = F.interpolate(probs[None].float(), size=(height, width), mode="bilinear", align_corners=False)[0]
+    return binarize(probs).cpu().numpy()
+
+
+def anatomical(masks: np.ndarray, names: list[str]) -> np.ndarray:
+    """For disc + cup: the disc's largest connected part, and the largest part of the cup inside it.
+
+    An eye has one disc and the cup lies inside it; a few stray pixels elsewhere cost little Dice
+    but stretch a bounding box, and the vertical cup-to-disc ratio is read from the boxes. Other
+    tasks' masks come back unchanged.
+    """
+    if names != ["disc", "cup"]:
+        return masks
+    disc = _largest(masks[0])
+    return np.stack([disc, _largest(masks[1] & disc)])
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    labels, count = ndimage.label(mask)
+    if count <= 1:
+        return mask.copy()
+    return labels == np.bincount(labels.ravel())[1:].argmax() + 1
+
+
+def rle_encode(mask: np.ndarray) -> dict[str, Any]:
+    flat = np.asarray(mask, dtype=np.uint8).ravel(order="F")
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flat, [0]])))
+    runs = np.diff(np.concatenate([[0], edges, [flat.size]]))
+    counts = runs[:-1] if runs[-1] == 0 else runs
+    return {"size": list(mask.shape), "counts": counts.astype(int).tolist()}
+
+
+def rle_decode(rle: dict[str, Any]) -> np.ndarray:
+    h, w = rle["size"]
+    values = np.arange(len(rle["counts"])) % 2
+    flat = np.repeat(values.astype(bool), rle["counts"])
+    flat = np.concatenate([flat, np.zeros(h * w - flat.size, bool)])
+    return flat.reshape((h, w), order="F")
+
+
+def bbox(mask: np.ndarray) -> list[int] | None:
+    """[x_min, y_min, x_max, y_max] (inclusive pixels), or None for an empty mask."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return [int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])]
+
+
+def vertical_cdr(disc: np.ndarray, cup: np.ndarray) -> float | None:
+    """Vertical cup-to-disc ratio: the cup's vertical extent over the disc's (None without a disc)."""
+    d, c = bbox(disc), bbox(cup)
+    if d is None:
+        return None
+    return 0.0 if c is None else (c[3] - c[1] + 1) / (d[3] - d[1] + 1)
+
+
+def readout(masks: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Per class: area in pixels, bounding box and RLE mask; the vertical CDR for the disc + cup task."""
+    out: dict[str, Any] = {
+        "size": list(masks.shape[1:]),
+        "classes": {
+            name: {"area": int(m.sum()), "bbox": bbox(m), "rle": rle_encode(m)}
+            for name, m in zip(names, masks, strict=True)
+        },
+    }
+    if names == ["disc", "cup"]:
+        cdr = vertical_cdr(masks[0], masks[1])
+        out["vertical_cdr"] = None if cdr is None else round(cdr, 4)
+    return out
+
+
+def overlay_png(image: np.ndarray, masks: np.ndarray, names: list[str], alpha: float = 0.45) -> bytes:
+    """The image with each class blended in its colour (`colour`), as PNG bytes."""
+    out = image.astype(np.float32)
+    for i, (name, m) in enumerate(zip(names, masks, strict=True)):
+        out[m] = (1 - alpha) * out[m] + alpha * np.asarray(colour(name, i), np.float32)
+    buf = io.BytesIO()
+    Image.fromarray(out.round().astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()

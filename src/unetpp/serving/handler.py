@@ -1,0 +1,95 @@
+"""TorchServe handler: the registry's pruned UNet++ (or U-Net) behind HTTP.
+
+Takes image bytes with a Content-Type (PNG, JPEG, TIFF; gray, RGB, RGBA; 8 or 16 bit) or JSON
+{"image": "<base64>"}; preprocesses them with the training code (`unetpp.runtime.preprocess`, shipped in
+the archive with `unetpp.nn`); answers JSON per request — masks (RLE) at the input's size (disc + cup: one disc,
+the cup inside it), areas, boxes, the vertical cup-to-disc ratio, the registry name/version/level/mode
+and timings — or, with `Accept: image/png`, an overlay PNG. A bad request gets its own 4xx inside a
+batch; the others and the worker carry on.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from ts.torch_handler.base_handler import BaseHandler
+
+
+class SegmentationHandler(BaseHandler):
+    """Loads `model.pt` (weights + config, weights_only) and serves it in batches."""
+
+    def initialize(self, context: Any) -> None:
+        model_dir = Path(context.system_properties["model_dir"])
+        sys.path.insert(0, str(model_dir))  # the archive's minimal `unetpp` package comes first
+        from unetpp.nn.checkpoint import load_checkpoint
+        from unetpp.runtime import preprocess  # noqa: F401  (imports MONAI now, not on the first request)
+        from unetpp.runtime.inference import inference_context, optimize_for_inference
+        from unetpp.runtime.payload import Limits
+
+        cfg = (context.model_yaml_config or {}).get("handler", {})
+        torch.set_num_threads(int(cfg.get("threads", torch.get_num_threads())))
+        model, meta = load_checkpoint(model_dir / "model.pt")
+        level, mode = model.config.get("level"), model.config.get("mode")
+        want = (cfg.get("level"), cfg.get("mode"))
+        if want != (level, mode):
+            raise ValueError(f"model-config.yaml says level/mode {want}; model.pt holds {(level, mode)}")
+        self.model = optimize_for_inference(model, channels_last=True)
+        self.size, self.names = int(meta["image_size"]), list(meta["class_names"])
+        self.in_channels = int(model.config["in_channels"])
+        self.limits = Limits(int(cfg["max_bytes"]), int(cfg["max_pixels"]))  # serve.* in params.yaml
+        self.model_info = {"name": cfg.get("name"), "version": str(cfg.get("version")), "level": level, "mode": mode}
+        with inference_context():  # warm-up: the worker turns READY only once it answers at full speed
+            for _ in range(2):
+                self.model(torch.zeros(1, self.in_channels, self.size, self.size))
+        self.initialized = True
+
+    def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
+        from unetpp.runtime.inference import inference_context
+        from unetpp.runtime.payload import BadRequest, decode_request
+        from unetpp.runtime.preprocess import preprocess
+        from unetpp.runtime.readout import anatomical, masks_at, overlay_png, readout
+
+        start = time.perf_counter()
+        answers: list[Any] = [None] * len(data)
+        images: dict[int, Any] = {}
+        for i, row in enumerate(data):
+            body = row.get("data") if row.get("data") is not None else row.get("body")
+            try:
+                images[i] = decode_request(body, _header(context, i, "Content-Type"), self.limits)
+            except BadRequest as err:
+                context.set_response_status(err.status, str(err), i)
+                answers[i] = {"error": str(err), "status": err.status}
+        if not images:
+            return answers
+        decoded = time.perf_counter()
+        batch = torch.stack([preprocess(img, self.size, self.in_channels) for img in images.values()])
+        prepared = time.perf_counter()
+        with inference_context():
+            probs = self.model(batch.contiguous(memory_format=torch.channels_last))
+        inferred = time.perf_counter()
+        for (i, image), p in zip(images.items(), probs, strict=True):
+            masks = anatomical(masks_at(p, *image.shape[:2]), self.names)
+            if (_header(context, i, "Accept") or "").startswith("image/png"):
+                context.set_response_content_type(i, "image/png")
+                answers[i] = overlay_png(image, masks, self.names)
+                continue
+            answers[i] = {
+                **readout(masks, self.names),
+                "model": self.model_info,
+                "timings_ms": {
+                    "decode": round(1e3 * (decoded - start), 3),
+                    "preprocess": round(1e3 * (prepared - decoded), 3),
+                    "forward": round(1e3 * (inferred - prepared), 3),
+                    "total": round(1e3 * (time.perf_counter() - start), 3),
+                    "batch": len(images),
+                },
+            }
+        return answers
+
+
+def _header(context: Any, idx: int, name: str) -> str | None:
+    return context.get_request_header(idx, name) or context.get_request_header(idx, name.lower())

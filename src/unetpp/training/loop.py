@@ -1,0 +1,293 @@
+"""The train stage: BCE + Dice on every head, Adam, StepLR, best epoch by validation Dice.
+
+Resumable: `models/last.pt` (model, optimiser, scheduler, weight average, history, MLflow run id)
+is rewritten atomically after every epoch; a rerun with the same fingerprint (params and data)
+continues from it. Epoch k's shuffling and augmentation depend only on (seed, k), so a resumed run
+ends with the same result as an uninterrupted one. Under `torchrun` it trains with DDP (gloo on
+CPU, NCCL on CUDA); rank 0 alone logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from unetpp.data.dataset import PreparedDataset, make_loader, set_epoch
+from unetpp.evaluation.metrics import SegmentationMetrics
+from unetpp.nn.checkpoint import atomic_save, model_payload
+from unetpp.nn.networks import NodeNet, build_model, head_probabilities
+from unetpp.params import Params
+from unetpp.training.averaging import kept_model, weight_average
+from unetpp.training.devices import autocast, distributed, training_device
+from unetpp.training.losses import DeepSupervisionLoss
+
+
+def fingerprint(params: Params, manifest: Path) -> str:
+    """What a checkpoint must share with this run to be resumed: model, recipe, image size and data."""
+    spec = dict(model=params.model.model_dump(), train=params.train.model_dump(), size=params.data.image_size)
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
+    digest.update(manifest.read_bytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class TrainState:
+    """Everything `last.pt` holds: what a resumed run continues from."""
+
+    model: NodeNet
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    average: AveragedModel | None
+    epoch: int = 0  # epochs done
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: float = -1.0
+    run_id: str | None = None
+
+    def checkpoint(self, fp: str, complete: bool) -> dict[str, Any]:
+        return dict(
+            state_dict=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            **({} if self.average is None else {"ema": self.average.state_dict()}),
+            epoch=self.epoch - 1,
+            history=self.history,
+            best_dice=self.best,
+            run_id=self.run_id,
+            fingerprint=fp,
+            complete=complete,
+        )
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.model.load_state_dict(saved["state_dict"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        if self.average is not None:
+            self.average.load_state_dict(saved["ema"])
+        self.epoch, self.history = saved["epoch"] + 1, saved["history"]
+        self.best, self.run_id = saved["best_dice"], saved["run_id"]
+
+
+def build_state(params: Params, device: torch.device, memory_format: torch.memory_format) -> TrainState:
+    """A fresh model, Adam, StepLR and (when asked) the weight average."""
+    tp = params.train
+    model = build_model(params.model.arch, **params.model.build_kwargs()).to(device)
+    model.to(memory_format=memory_format)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=tp.step_size, gamma=tp.gamma)
+    return TrainState(model, optimizer, scheduler, weight_average(model, tp.ema_decay))
+
+
+def resume(state: TrainState, last_path: Path, fp: str, device: torch.device) -> bool:
+    """Continue from `last.pt` when it is an unfinished run of the same fingerprint."""
+    if not last_path.is_file():
+        return False
+    saved = torch.load(last_path, map_location=device, weights_only=True)
+    if saved.get("fingerprint") != fp or saved.get("complete"):
+        return False
+    state.restore(saved)
+    return True
+
+
+def open_run(params: Params, state: TrainState, manifest: Path, device: torch.device, world: int) -> Any:
+    """Start (or reopen, when resuming) the pipeline's MLflow run; a new run gets params and tags."""
+    from unetpp.registry import tracking
+
+    experiment_id = tracking.configure(params.tracking)
+    run = tracking.mlflow.start_run(run_id=state.run_id, experiment_id=experiment_id)
+    if state.run_id is None:
+        tracking.mlflow.log_params(_flat(params.model_dump(by_alias=True)))
+        tracking.mlflow.set_tags(
+            {
+                "git_revision": tracking.git_revision(),
+                "data_manifest_sha256": tracking.file_sha256(manifest),
+                "data_source": params.data.source,
+                "device": str(device),
+                "arch": params.model.arch,
+                "world_size": str(world),
+            }
+        )
+    state.run_id = run.info.run_id
+    return run
+
+
+def train_epoch(
+    net: nn.Module,
+    state: TrainState,
+    loader: DataLoader,
+    loss_fn: nn.Module,
+    scaler: torch.amp.GradScaler,
+    params: Params,
+    device: torch.device,
+    memory_format: torch.memory_format,
+    show: bool,
+) -> float:
+    """One pass over the training split (updating the weight average after each step); the mean loss."""
+    tp = params.train
+    net.train()
+    running, seen = 0.0, 0
+    desc = f"epoch {state.epoch + 1}/{tp.epochs}"
+    bar = tqdm(loader, desc=desc, disable=not show or not sys.stderr.isatty(), leave=False)
+    for x, y in bar:
+        x, y = x.to(device, memory_format=memory_format), y.to(device)
+        state.optimizer.zero_grad(set_to_none=True)
+        with autocast(device, tp.precision):
+            loss = loss_fn([t.float() for t in net(x)], y)
+        scaler.scale(loss).backward()
+        scaler.step(state.optimizer)
+        scaler.update()
+        if state.average is not None:
+            state.average.update_parameters(state.model)
+        running, seen = running + float(loss.detach()) * len(x), seen + len(x)
+        bar.set_postfix(loss=f"{running / seen:.4f}")
+    return running / seen
+
+
+def evaluate_epoch(
+    model: NodeNet, loader: DataLoader, loss_fn: nn.Module, names: list[str], device: torch.device
+) -> tuple[float, dict[str, dict[str, float]]]:
+    """Validation loss (all heads) and metrics of the full model's prediction (UNet++: L4 accurate)."""
+    model.eval()
+    metrics, total, count = SegmentationMetrics(names), 0.0, 0
+    with torch.inference_mode():
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            total += float(loss_fn(logits, y)) * len(x)
+            count += len(x)
+            metrics.update(head_probabilities(logits), y)
+    return total / count, metrics.compute()
+
+
+def epoch_row(epoch: int, lr: float, train_loss: float, val_loss: float, val: dict, names: list[str]) -> dict:
+    """One line of the training curve."""
+    return dict(
+        epoch=epoch,
+        lr=lr,
+        train_loss=train_loss,
+        val_loss=val_loss,
+        **{f"dice_{c}": val["dice"][c] for c in [*names, "mean"]},
+        **{f"iou_{c}": val["iou"][c] for c in [*names, "mean"]},
+    )
+
+
+def train(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path) -> dict[str, Any]:
+    """Train (or resume) and write best.pt, last.pt, train.json and train_curve.csv; returns the summary."""
+    from unetpp.registry import tracking
+
+    rank, world = distributed()
+    tp, names = params.train, params.model.class_names
+    device = training_device(tp.device)
+    torch.manual_seed(tp.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+    train_loader = make_loader(
+        PreparedDataset(prepared, "train", augment=tp.augment, seed=tp.seed),
+        params.data,
+        batch_size=tp.batch_size,
+        shuffle=True,
+        seed=tp.seed,
+        rank=rank,
+        world=world,
+    )
+    val_loader = make_loader(PreparedDataset(prepared, "val"), params.data, batch_size=tp.batch_size, shuffle=False)
+    memory_format = torch.channels_last if tp.channels_last else torch.contiguous_format
+    state = build_state(params, device, memory_format)
+    scaler = torch.amp.GradScaler(device.type, enabled=tp.precision == "fp16")
+    loss_fn = DeepSupervisionLoss(tp.head_weights, tp.bce_weight, tp.dice_weight, dice_per_image=tp.dice_per_image)
+
+    manifest = prepared / "manifest.csv"
+    say: Callable[[str], None] = (lambda m: print(m, flush=True)) if rank == 0 else (lambda m: None)
+    fp = fingerprint(params, manifest)
+    last_path, best_path = models_dir / "last.pt", models_dir / "best.pt"
+    if resume(state, last_path, fp, device):
+        say(f"resuming from {last_path} after epoch {state.epoch}")
+    net = DistributedDataParallel(state.model) if world > 1 else state.model
+
+    run = open_run(params, state, manifest, device, world) if rank == 0 else None
+    try:
+        while state.epoch < tp.epochs:
+            set_epoch(train_loader, tp.seed, state.epoch)
+            loss = train_epoch(net, state, train_loader, loss_fn, scaler, params, device, memory_format, rank == 0)
+            lr = state.optimizer.param_groups[0]["lr"]
+            state.scheduler.step()
+            state.epoch += 1
+            if rank != 0:
+                dist.barrier()
+                continue
+            kept = kept_model(state.model, state.average)
+            val_loss, val = evaluate_epoch(kept, val_loader, loss_fn, names, device)
+            row = epoch_row(state.epoch, lr, loss, val_loss, val, names)
+            state.history.append(row)
+            if val["dice"]["mean"] > state.best:
+                state.best = val["dice"]["mean"]
+                meta = dict(class_names=names, image_size=params.data.image_size, epoch=state.epoch, val=val)
+                atomic_save(model_payload(kept, params.model.arch, **meta), best_path)
+            atomic_save(state.checkpoint(fp, complete=state.epoch == tp.epochs), last_path)
+            tracking.mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=state.epoch)
+            say(
+                f"epoch {state.epoch}/{tp.epochs} loss {loss:.4f} val {val_loss:.4f} "
+                + " ".join(f"dice_{c} {val['dice'][c]:.4f}" for c in names)
+            )
+            if world > 1:
+                dist.barrier()
+        summary = {}
+        if rank == 0:
+            summary = _write_outputs(state.history, names, metrics_dir, models_dir, state.run_id, params)
+    finally:
+        if run is not None:
+            tracking.mlflow.end_run()
+        if world > 1:
+            dist.destroy_process_group()
+    return summary
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _write_outputs(
+    history: list[dict[str, Any]], names: list[str], metrics_dir: Path, models_dir: Path, run_id: str, params: Params
+) -> dict[str, Any]:
+    """metrics/train.json, metrics/train_curve.csv, the curve PNG, run.json; all logged to the run."""
+    from unetpp.evaluation.plots import training_curve
+    from unetpp.registry import tracking
+
+    best = max(history, key=lambda r: r["dice_mean"])
+    summary = dict(
+        best_epoch=best["epoch"],
+        epochs=len(history),
+        best={k: v for k, v in best.items() if k.startswith(("dice_", "iou_", "val_loss"))},
+        final_train_loss=history[-1]["train_loss"],
+    )
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    (metrics_dir / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with (metrics_dir / "train_curve.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    curve = training_curve(history, names, metrics_dir / "train_curve.png")
+    tracking.write_run_file(run_id, tracking.mlflow.get_run(run_id).info.experiment_id, models_dir / "run.json")
+    tracking.mlflow.log_metrics({f"best_{k}": v for k, v in summary["best"].items()})
+    tracking.mlflow.log_artifact(str(curve), "plots")
+    tracking.mlflow.log_artifact(str(models_dir / "best.pt"), "checkpoints")
+    return summary

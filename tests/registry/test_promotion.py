@@ -1,0 +1,207 @@
+"""The registry on a temporary MLflow store: register, the gate's cases, rollback, racing promotions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tests.models import TINY_PARAMS, fit_tiny, log_selection
+from tests.params import project_params
+from unetpp.data.dataset import PreparedDataset
+from unetpp.data.ingest import ingest
+from unetpp.nn.networks import UNetPlusPlus
+from unetpp.params import Params, PromoteParams
+from unetpp.registry.promotion import CHAMPION, PREVIOUS, Registry, RegistryError, decide
+
+SIZE = 48
+
+
+# --- the policy ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("challenger", "champion", "promoted", "words"),
+    [
+        (0.90, 0.85, True, ">= champion's 0.8500"),  # better
+        (0.80, 0.85, False, "< champion's 0.8500"),  # worse
+        (0.85, 0.85, True, ">= champion's"),  # equal
+        (0.846, 0.85, True, "tolerance 0.005"),  # worse, within the tolerance
+        (0.60, None, True, "no champion yet"),  # first champion above the floor
+        (0.40, None, False, "< promote.min_dice 0.5"),  # below the floor
+    ],
+)
+def test_decide(challenger: float, champion: float | None, promoted: bool, words: str) -> None:
+    ok, reason = decide(challenger, 10.0, champion, PromoteParams(tolerance=0.005, min_dice=0.5))
+    assert ok is promoted and words in reason
+
+
+def test_decide_latency_budget() -> None:
+    ok, reason = decide(0.99, 30.0, 0.5, PromoteParams(max_latency_ms=20))
+    assert not ok and "over the budget" in reason
+
+
+# --- the registry, for real ------------------------------------------------------------------
+def _params(**overrides: dict) -> Params:
+    return Params.model_validate(project_params(TINY_PARAMS, overrides))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project folder: params.yaml, tiny prepared data, and its own MLflow store."""
+    root = tmp_path_factory.mktemp("registry")
+    (root / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
+    ingest(_params(), root / "data" / "prepared")
+    return root
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def trained(project: Path) -> UNetPlusPlus:
+    return fit_tiny(_params(), project / "data" / "prepared")
+
+
+def _random() -> UNetPlusPlus:
+    return fit_tiny(_params(), Path(), steps=0, seed=1)
+
+
+def _select(model: UNetPlusPlus, models: Path, **kw: object) -> Path:
+    return log_selection(model, models, _params(), **kw)
+
+
+def _register(registry: Registry, model: UNetPlusPlus, folder: Path, **kw: object) -> str:
+    version, created = registry.register(_select(model, folder, **kw))
+    assert created
+    return str(version.version)
+
+
+def test_register_once_with_tags(project: Path, store: str, tmp_path: Path) -> None:
+    registry = Registry(_params(), project)
+    models = _select(_random(), tmp_path / "m1", manifest_sha="f" * 64)
+    first, created = registry.register(models)
+    again, created_again = registry.register(models)
+    assert created and not created_again and str(first.version) == str(again.version) == "1"
+    assert registry.aliases() == {"challenger": "1"}
+    tags = first.tags
+    assert tags["level"] == "2" and tags["mode"] == "fast" and tags["data_manifest_sha256"] == "f" * 64
+    assert {"dice_disc", "dice_cup", "latency_ms", "git_revision", "pipeline_run_id"} <= set(tags)
+
+
+def test_no_champion_then_better_then_worse_then_rollback(
+    project: Path, store: str, tmp_path: Path, trained: UNetPlusPlus
+) -> None:
+    prepared = project / "data" / "prepared"
+    registry = Registry(_params(), project)
+    v1 = _register(registry, _random(), tmp_path / "a")
+    first = registry.gate(v1, prepared)
+    assert first.promoted and "no champion yet" in first.reason and registry.aliases()[CHAMPION] == v1
+
+    v2 = _register(registry, trained, tmp_path / "b")
+    better = registry.gate(v2, prepared)
+    assert better.promoted and better.challenger_dice > better.champion_dice
+    assert registry.aliases()[CHAMPION] == v2 and registry.aliases()[PREVIOUS] == v1
+    assert registry.version(v2).tags["replaced"] == v1
+
+    v3 = _register(registry, _random(), tmp_path / "c")
+    worse = registry.gate(v3, prepared)
+    assert not worse.promoted and worse.champion_after == v2 and "<" in worse.reason
+    assert registry.aliases()[CHAMPION] == v2
+    assert registry.version(v3).tags["gate.decision"] == "rejected"
+
+    assert registry.rollback() == (v2, v1)
+    assert registry.aliases()[CHAMPION] == v1 and PREVIOUS not in registry.aliases()
+    with pytest.raises(RegistryError, match="no 'previous'"):
+        registry.rollback()
+
+
+def test_equal_is_promoted_and_already_champion_is_a_no_op(
+    project: Path, store: str, tmp_path: Path, trained: UNetPlusPlus
+) -> None:
+    prepared = project / "data" / "prepared"
+    registry = Registry(_params(), project)
+    v1 = _register(registry, trained, tmp_path / "a")
+    registry.gate(v1, prepared)
+    v2 = _register(registry, trained, tmp_path / "b")
+    equal = registry.gate(v2, prepared)
+    assert equal.promoted and equal.challenger_dice == equal.champion_dice
+    again = registry.gate(v2, prepared)
+    assert not again.promoted and "already the champion" in again.reason and registry.aliases()[CHAMPION] == v2
+
+
+def test_below_the_floor_and_over_budget(project: Path, store: str, tmp_path: Path, trained: UNetPlusPlus) -> None:
+    prepared = project / "data" / "prepared"
+    floor = Registry(_params(promote={"min_dice": 0.999}), project)
+    v1 = _register(floor, trained, tmp_path / "a")
+    low = floor.gate(v1, prepared)
+    assert not low.promoted and "promote.min_dice 0.999" in low.reason and CHAMPION not in floor.aliases()
+    budget = Registry(_params(promote={"max_latency_ms": 1.0}), project)
+    slow = budget.gate(v1, prepared)
+    assert not slow.promoted and "over the budget" in slow.reason
+
+
+def test_champion_is_rescored_on_the_challengers_data(
+    project: Path, store: str, tmp_path: Path, trained: UNetPlusPlus
+) -> None:
+    """Data changed: the champion's score is measured on the new data, not taken from its tags."""
+    other = tmp_path / "other"
+    ingest(_params(data={"synthetic": {"count": 10, "size": 96, "seed": 7}}), other)
+    registry = Registry(_params(), project)
+    v1 = _register(registry, trained, tmp_path / "a", manifest_sha="1" * 64)
+    registry.gate(v1, project / "data" / "prepared")
+    v2 = _register(registry, trained, tmp_path / "b", manifest_sha="2" * 64)
+    decision = registry.gate(v2, other)
+    on_new = registry.score(registry.version(v1), other)["dice_mean"]
+    on_old = registry.score(registry.version(v1), project / "data" / "prepared")["dice_mean"]
+    assert decision.champion_dice == pytest.approx(on_new) and on_new != on_old
+    assert decision.data_sha256 == registry.version(v2).tags["gate.data_sha256"] != "1" * 64
+
+
+def test_two_racing_promotions_leave_a_consistent_registry(
+    project: Path, store: str, tmp_path: Path, trained: UNetPlusPlus
+) -> None:
+    registry = Registry(_params(), project)
+    v1 = _register(registry, _random(), tmp_path / "a")
+    registry.gate(v1, project / "data" / "prepared")
+    v2 = _register(registry, trained, tmp_path / "b")
+    v3 = _register(registry, trained, tmp_path / "c")
+    cli = [sys.executable, "-m", "unetpp.cli", "registry", "promote", "--version"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store}
+    procs = [subprocess.Popen([*cli, v], cwd=project, env=env, stdout=subprocess.PIPE, text=True) for v in (v2, v3)]
+    outs = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    aliases = registry.aliases()
+    champion = registry.version(aliases[CHAMPION])
+    assert aliases[CHAMPION] in (v2, v3) and all(o["promoted"] for o in outs)  # equal models: both pass
+    # serialised: the second promotion replaced the first, which had replaced v1
+    first = v3 if aliases[CHAMPION] == v2 else v2
+    assert champion.tags["replaced"] == aliases[PREVIOUS] == first
+    assert registry.version(first).tags["replaced"] == v1
+
+
+def test_score_matches_the_in_process_model(project: Path, store: str, tmp_path: Path, trained: UNetPlusPlus) -> None:
+    from unetpp.evaluation.metrics import SegmentationMetrics
+
+    registry = Registry(_params(), project)
+    v1 = _register(registry, trained, tmp_path / "a")
+    data = PreparedDataset(project / "data" / "prepared", "val")
+    metrics = SegmentationMetrics(["disc", "cup"])
+    with torch.inference_mode():
+        for i in range(len(data)):
+            x, y = data[i]
+            metrics.update(trained.prune(2, "fast")(x[None]), y[None])
+    expected = metrics.compute()["dice"]["mean"]
+    assert registry.score(registry.version(v1), project / "data" / "prepared")["dice_mean"] == pytest.approx(
+        expected, abs=1e-4
+    )
+    assert np.isfinite(expected)

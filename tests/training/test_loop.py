@@ -1,0 +1,131 @@
+"""Training: resume after SIGKILL (moving average included) ends where an uninterrupted run ends; DDP on gloo."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tests.params import TINY as TINY_RECIPE
+from tests.params import project_params
+from unetpp.data.dataset import PreparedDataset
+from unetpp.data.ingest import ingest
+from unetpp.nn.checkpoint import load_checkpoint
+from unetpp.params import Params
+from unetpp.training.loop import evaluate_epoch
+from unetpp.training.losses import DeepSupervisionLoss
+
+BIN = Path(sys.executable).parent
+TINY = project_params(
+    TINY_RECIPE,
+    {"data": {"synthetic": {"count": 12}}, "train": {"epochs": 4, "step_size": 2, "ema_decay": 0.9}},
+)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    (root / "params.yaml").write_text(yaml.safe_dump(TINY))
+    ingest(Params.model_validate(TINY), root / "data/prepared")
+    return root
+
+
+def _copy(workspace: Path, name: str) -> Path:
+    work = workspace.parent / f"{workspace.name}-{name}"
+    shutil.copytree(workspace, work)
+    return work
+
+
+def _env(work: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    }
+
+
+def _train(work: Path, *prefix: str) -> subprocess.CompletedProcess[str]:
+    cmd = [*prefix, str(BIN / "unetpp"), "train"] if prefix else ["unetpp", "train"]
+    return subprocess.run(cmd, cwd=work, env=_env(work), capture_output=True, text=True, timeout=600)
+
+
+def _best_weights(work: Path) -> dict[str, torch.Tensor]:
+    return torch.load(work / "models/best.pt", weights_only=True)["state_dict"]
+
+
+def _val_loss(work: Path, state_dict: dict[str, torch.Tensor]) -> float:
+    """Validation loss of `state_dict` (in best.pt's architecture), computed as training does."""
+    model, _ = load_checkpoint(work / "models/best.pt")
+    model.load_state_dict(state_dict)
+    loader = torch.utils.data.DataLoader(PreparedDataset(work / "data/prepared", "val"), batch_size=4)
+    loss_fn = DeepSupervisionLoss(dice_per_image=TINY["train"]["dice_per_image"])
+    return evaluate_epoch(model, loader, loss_fn, ["disc", "cup"], torch.device("cpu"))[0]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_an_uninterrupted_run(workspace: Path) -> None:
+    straight = _copy(workspace, "straight")
+    done = _train(straight)
+    assert done.returncode == 0, done.stderr
+    # the moving average is what is validated and kept: last epoch's row is the average's, best.pt its best
+    summary = json.loads((straight / "metrics/train.json").read_text())
+    average = torch.load(straight / "models/last.pt", weights_only=True)["ema"]
+    average = {k.removeprefix("module."): v for k, v in average.items() if k.startswith("module.")}
+    last_row = list(csv.DictReader((straight / "metrics/train_curve.csv").open()))[-1]
+    assert _val_loss(straight, average) == pytest.approx(float(last_row["val_loss"]), rel=1e-5)
+    assert _val_loss(straight, _best_weights(straight)) == pytest.approx(summary["best"]["val_loss"], rel=1e-5)
+
+    killed = _copy(workspace, "killed")
+    proc = subprocess.Popen(
+        ["unetpp", "train"], cwd=killed, env=_env(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    last = killed / "models/last.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if last.is_file() and torch.load(last, weights_only=True)["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    interrupted_at = torch.load(last, weights_only=True)["epoch"]
+    assert interrupted_at < TINY["train"]["epochs"] - 1, "the run finished before it could be killed"
+
+    resumed = _train(killed)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from models/last.pt after epoch {interrupted_at + 1}" in resumed.stdout
+    assert json.loads((killed / "metrics/train.json").read_text()) == json.loads(
+        (straight / "metrics/train.json").read_text()
+    )
+    for name, tensor in _best_weights(straight).items():
+        assert torch.equal(tensor, _best_weights(killed)[name]), name
+    ends = [torch.load(w / "models/last.pt", weights_only=True) for w in (straight, killed)]
+    for part in ("state_dict", "ema"):
+        for name, tensor in ends[0][part].items():
+            assert torch.equal(tensor, ends[1][part][name]), f"{part}: {name}"
+
+
+@pytest.mark.slow
+def test_ddp_on_gloo_with_two_processes(workspace: Path) -> None:
+    work = _copy(workspace, "ddp")
+    proc = _train(work, str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((work / "metrics/train.json").read_text())
+    assert summary["epochs"] == TINY["train"]["epochs"]
+    assert len(re.findall(r"^epoch 1/", proc.stdout, flags=re.M)) == 1  # rank 0 alone reports
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
+    run_id = json.loads((work / "models/run.json").read_text())["run_id"]
+    assert mlflow.get_run(run_id).data.tags["world_size"] == "2"
