@@ -1,7 +1,7 @@
 """Vertical cup-to-disc ratio of the served model on generated fundus images of known ratio.
 
 Runs the champion archive's model (newest in the model store) through the serving path in process —
-PNG bytes → `decode_request` → `to_model_input` → pruned model → masks at the input size → `anatomical` →
+PNG bytes → `decode_request` → `preprocess` → pruned model → masks at the input size → `anatomical` →
 `readout` — on `--count` images from a generator seed the training data does not use, and compares
 the read-out ratio with the one of the generator's masks. Prints the mean and worst absolute error
 and the share within ±0.05.
@@ -20,8 +20,8 @@ from PIL import Image
 from unetpp.data.synthetic import generate_fundus
 from unetpp.params import load_params
 from unetpp.runtime.inference import optimize_for_inference, run_inference
-from unetpp.runtime.payload import decode_request
-from unetpp.runtime.preprocess import resize_image, to_model_input
+from unetpp.runtime.payload import Limits, decode_request
+from unetpp.runtime.preprocess import preprocess
 from unetpp.runtime.readout import anatomical, masks_at, readout
 from unetpp.serving.server import Server, load_archive
 
@@ -33,7 +33,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=99)
     p.add_argument("--size", type=int, default=256)
     args = p.parse_args()
-    server = Server(load_params(args.params))
+    params = load_params(args.params)
+    server = Server(params)
+    limits = Limits(params.serve.max_bytes, params.serve.max_pixels)
     archive = server.newest_archive()
     model, meta = load_archive(archive)
     served = optimize_for_inference(model)
@@ -42,8 +44,8 @@ def main() -> None:
         sample = generate_fundus(i, args.size, seed=args.seed)
         buf = io.BytesIO()
         Image.fromarray(sample.image).save(buf, format="PNG")
-        image = decode_request(buf.getvalue(), "image/png")
-        probs = run_inference(served, to_model_input(resize_image(image, meta["image_size"]))[None])[0]
+        image = decode_request(buf.getvalue(), "image/png", limits)
+        probs = run_inference(served, preprocess(image, meta["image_size"], model.config["in_channels"])[None])[0]
         masks = anatomical(masks_at(probs, *image.shape[:2]), meta["class_names"])
         cdr = readout(masks, meta["class_names"])["vertical_cdr"]
         if cdr is None:

@@ -56,3 +56,18 @@ def test_bad_params_name_the_field_and_keep_old_output(tmp_path: Path, params: d
     assert proc.returncode == 2
     assert "params.yaml" in proc.stderr and message in proc.stderr
     assert (tmp_path / "reports/model.json").read_text() == "{}"
+
+
+def test_exit_codes_tell_bad_input_from_a_failure_and_reach_the_flow(tmp_path: Path) -> None:
+    """2: the input is wrong (never retried); 1: anything else (retried). Both written to $UNETPP_EXIT_FILE."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))
+    exit_file = tmp_path / "exit.json"
+    missing = run(["unetpp", "evaluate"], tmp_path, UNETPP_EXIT_FILE=str(exit_file))
+    assert missing.returncode == 2 and "no checkpoint" in missing.stderr
+    assert json.loads(exit_file.read_text())["code"] == 2
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models/best.pt").write_bytes(b"not a checkpoint")  # a torn file: not the user's input
+    torn = run(["unetpp", "evaluate"], tmp_path, UNETPP_EXIT_FILE=str(exit_file))
+    assert torn.returncode == 1 and "Traceback" in torn.stderr
+    assert json.loads(exit_file.read_text()) | {"error": ""} == {"command": "evaluate", "code": 1, "error": ""}

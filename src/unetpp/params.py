@@ -192,6 +192,8 @@ class ServeParams(BaseModel):
     inference_port: int = Field(8080, ge=1, le=65535)
     management_port: int = Field(8081, ge=1, le=65535)
     metrics_port: int = Field(8082, ge=1, le=65535)
+    grpc_inference_port: int = Field(7070, ge=1, le=65535, description="TorchServe's gRPC APIs, also on loopback")
+    grpc_management_port: int = Field(7071, ge=1, le=65535)
     batch_size: int = Field(4, ge=1)
     max_batch_delay_ms: int = Field(1, ge=0)
     workers: int = Field(1, ge=1)

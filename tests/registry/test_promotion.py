@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +18,10 @@ from tests.models import TINY_PARAMS, fit_tiny, log_selection
 from tests.params import project_params
 from unetpp.data.dataset import PreparedDataset
 from unetpp.data.ingest import ingest
+from unetpp.errors import UserError
 from unetpp.nn.networks import UNetPlusPlus
 from unetpp.params import Params, PromoteParams
-from unetpp.registry.promotion import CHAMPION, PREVIOUS, Registry, RegistryError, decide
+from unetpp.registry.promotion import CHALLENGER, CHAMPION, PREVIOUS, Registry, RegistryError, decide
 
 SIZE = 48
 
@@ -205,3 +207,27 @@ def test_score_matches_the_in_process_model(project: Path, store: str, tmp_path:
         expected, abs=1e-4
     )
     assert np.isfinite(expected)
+
+
+def test_a_store_that_cannot_be_read_fails_the_gate_and_changes_no_alias(
+    project: Path, store: str, tmp_path: Path, trained: UNetPlusPlus
+) -> None:
+    """A locked database is not "no champion": the gate raises the store's error (exit 1, retried)."""
+    prepared = project / "data" / "prepared"
+    registry = Registry(_params(), project)
+    v1 = _register(registry, trained, tmp_path / "a")
+    assert registry.gate(v1, prepared).promoted
+    v2 = _register(registry, _random(), tmp_path / "b")
+    before = registry.aliases()
+
+    holder = sqlite3.connect(store.removeprefix("sqlite:///"), timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the store: every read fails
+    try:
+        with pytest.raises(Exception, match="locked") as failed:
+            registry.gate(v2, prepared)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert not isinstance(failed.value, UserError)
+    assert registry.aliases() == before == {CHALLENGER: v2, CHAMPION: v1}
+    assert "gate.decision" not in registry.version(v2).tags

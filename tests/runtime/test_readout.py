@@ -12,6 +12,9 @@ from PIL import Image
 from unetpp.runtime.readout import (
     anatomical,
     bbox,
+    binarize,
+    colour,
+    describe_colours,
     masks_at,
     overlay_png,
     readout,
@@ -80,3 +83,15 @@ def test_anatomical_keeps_one_disc_and_the_cup_inside_it() -> None:
     assert vertical_cdr(disc_kept, cup_kept) == pytest.approx(0.5, abs=0.05)
     other = np.stack([disc])
     assert anatomical(other, ["vessel"]) is other
+
+
+def test_one_colour_table_names_the_classes() -> None:
+    assert describe_colours(["disc", "cup"]) == "disc red, cup yellow"
+    assert describe_colours(["nucleus", "membrane"]) == "nucleus blue, membrane green"
+    assert colour("cup", 0) == (255, 255, 0)
+
+
+def test_the_threshold_is_inclusive_everywhere() -> None:
+    probs = torch.tensor([[[0.4999, 0.5, 0.75]]])
+    assert binarize(probs).tolist() == [[[False, True, True]]]
+    assert masks_at(probs, 1, 3).tolist() == [[[False, True, True]]]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,34 +22,43 @@ from unetpp.serving.server import Server
 LIMITS = {"max_bytes": 300_000, "max_pixels": 512 * 512}
 
 
-@pytest.fixture(scope="session")
-def serving_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """params.yaml (tiny model, free ports, small limits), prepared data, a store."""
+def make_project(root: Path, *overrides: dict[str, Any]) -> Path:
+    """params.yaml (tiny model, free ports, small limits, `overrides`) and prepared data in `root`."""
     if shutil.which("java") is None:
         pytest.fail("TorchServe needs Java 17 (apt-get install openjdk-17-jre-headless)")
-    root = tmp_path_factory.mktemp("serving")
-    inference, management, metrics = free_ports(3)
-    ports = {"inference_port": inference, "management_port": management, "metrics_port": metrics}
-    raw = project_params(TINY_PARAMS, {"serve": {**ports, **LIMITS}})
+    names = ("inference_port", "management_port", "metrics_port", "grpc_inference_port", "grpc_management_port")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    raw = project_params(TINY_PARAMS, {"serve": {**ports, **LIMITS}}, *overrides)
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     ingest(Params.model_validate(raw), root / "data" / "prepared")
     return root
 
 
-@pytest.fixture(scope="session")
-def served(serving_project: Path) -> Iterator[Server]:
-    """Version 1 (a fitted tiny UNet++, L2 fast) promoted to champion, packaged and served."""
+@contextlib.contextmanager
+def serve_champion(project: Path) -> Iterator[Server]:
+    """Version 1 (a fitted tiny UNet++, L2 fast) promoted to champion, packaged and served; stopped after."""
     with pytest.MonkeyPatch.context() as env:
-        env.delenv("MLFLOW_TRACKING_URI", raising=False)  # the project's own store under serving_project
-        params = Params.model_validate(yaml.safe_load((serving_project / "params.yaml").read_text()))
-        model = fit_tiny(params, serving_project / "data" / "prepared")
-        registry = Registry(params, serving_project)
-        version, _ = registry.register(log_selection(model, serving_project / "selected-1", params))
-        assert registry.gate(str(version.version), serving_project / "data" / "prepared").promoted
-        server = Server(params, serving_project)
+        env.delenv("MLFLOW_TRACKING_URI", raising=False)  # the project's own store
+        params = Params.model_validate(yaml.safe_load((project / "params.yaml").read_text()))
+        model = fit_tiny(params, project / "data" / "prepared")
+        registry = Registry(params, project)
+        version, _ = registry.register(log_selection(model, project / "selected-1", params))
+        assert registry.gate(str(version.version), project / "data" / "prepared").promoted
+        server = Server(params, project)
         mar, _ = server.package()
         try:
             server.start(mar)
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def serving_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_project(tmp_path_factory.mktemp("serving"))
+
+
+@pytest.fixture(scope="session")
+def served(serving_project: Path) -> Iterator[Server]:
+    with serve_champion(serving_project) as server:
+        yield server

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import threading
+import zipfile
 
 import numpy as np
 import pytest
@@ -14,10 +15,11 @@ import torch
 from PIL import Image
 
 from tests.models import fit_tiny, log_selection
+from tests.serving.conftest import make_project, serve_champion
 from unetpp.data.synthetic import generate_fundus
 from unetpp.registry.promotion import Registry
 from unetpp.runtime.inference import optimize_for_inference
-from unetpp.runtime.preprocess import resize_image, to_model_input
+from unetpp.runtime.preprocess import preprocess
 from unetpp.runtime.readout import anatomical, masks_at, rle_decode
 from unetpp.serving.server import Server, load_archive
 
@@ -41,23 +43,38 @@ def _fundus(i: int = 0, size: int = 96) -> np.ndarray:
     return generate_fundus(i, size, seed=11).image
 
 
-def test_prediction_equals_the_in_process_model(served: Server) -> None:
-    image = _fundus(0, 96)
-    resp = _post(served, _png(image))
+def _matches_in_process(server: Server, image: np.ndarray) -> None:
+    """The served masks equal, pixel for pixel, the archive's model run here on the same image."""
+    resp = _post(server, _png(image))
     assert resp.status_code == 200, resp.text
     answer = resp.json()
     assert answer["model"] == {"name": "unetpp", "version": "1", "level": 2, "mode": "fast"}
-    assert answer["size"] == [96, 96] and set(answer["classes"]) == {"disc", "cup"}
+    assert answer["size"] == list(image.shape[:2]) and set(answer["classes"]) == {"disc", "cup"}
 
-    model, meta = load_archive(served.newest_archive())
+    model, meta = load_archive(server.newest_archive())
     model = optimize_for_inference(model)
     with torch.inference_mode():
-        probs = model(to_model_input(resize_image(image, meta["image_size"]))[None])[0]
-    expected = anatomical(masks_at(probs, 96, 96), ["disc", "cup"])
+        probs = model(preprocess(image, meta["image_size"], model.config["in_channels"])[None])[0]
+    expected = anatomical(masks_at(probs, *image.shape[:2]), ["disc", "cup"])
     for name, mask in zip(("disc", "cup"), expected, strict=True):
         got = rle_decode(answer["classes"][name]["rle"])
         assert (got == mask).all(), name
         assert answer["classes"][name]["area"] == int(mask.sum())
+
+
+def test_prediction_equals_the_in_process_model(served: Server) -> None:
+    _matches_in_process(served, _fundus(0, 96))
+    with zipfile.ZipFile(served.newest_archive()) as mar:
+        code = {n for n in mar.namelist() if n.startswith("unetpp/")}
+    assert {"unetpp/nn/networks.py", "unetpp/runtime/preprocess.py", "unetpp/errors.py"} <= code
+    assert {n.split("/")[1] for n in code} == {"__init__.py", "errors.py", "nn", "runtime"}
+
+
+def test_a_gray_model_answers_over_http(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`in_channels: 1`: the handler preprocesses a colour request to gray, as ingest did for training."""
+    project = make_project(tmp_path_factory.mktemp("gray"), {"model": {"in_channels": 1}})
+    with serve_champion(project) as server:
+        _matches_in_process(server, _fundus(1, 80))
 
 
 def test_inputs_of_every_supported_kind(served: Server) -> None:

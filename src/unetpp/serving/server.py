@@ -27,7 +27,7 @@ from unetpp.registry.promotion import CHAMPION, Registry, RegistryError
 HERE = Path(__file__).resolve().parent  # the handler and TorchServe's config live beside this file
 PACKAGE = HERE.parent
 # what the archive ships: the network and the runtime rooms whole (they import nothing else), so no
-# file list can fall out of step with the handler's imports (tests/serving/test_boundaries.py)
+# file list can fall out of step with the handler's imports (tests/test_rooms.py)
 SHIPPED = ("__init__.py", "errors.py", "nn", "runtime")
 RUNTIME = ".torchserve"
 BIN = Path(sys.executable).parent
