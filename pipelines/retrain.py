@@ -26,7 +26,7 @@ import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from unetpp.errors import EXIT_FAILURE, EXIT_FILE_ENV, EXIT_USER_ERROR
+from unetpp.errors import EXIT_FAILURE, EXIT_FILE_ENV, EXIT_USER_ERROR, UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -51,14 +51,19 @@ def command_exit_code(exit_file: Path) -> int:
 
 
 def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry unless the stage's own command rejected its input."""
+    """Retry unless the input was wrong: a stage whose command exited 2, or a `UserError` in a task."""
     try:
         state.result()
     except StageFailed as err:
         return err.transient
+    except UserError:
+        return False
     except Exception:
         return True
     return False
+
+
+RETRIED = dict(retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_transient)
 
 
 def stage_names(project: Path) -> list[str]:
@@ -66,7 +71,7 @@ def stage_names(project: Path) -> list[str]:
     return list(yaml.safe_load((project / "dvc.yaml").read_text())["stages"])
 
 
-@task(retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_transient, task_run_name="dvc-{stage}")
+@task(**RETRIED, task_run_name="dvc-{stage}")
 def reproduce(stage: str, project: Path) -> str:
     """`dvc repro --single-item STAGE`, its log streamed line by line; returns 'ran' or 'skipped'."""
     logger = get_run_logger()
@@ -100,7 +105,7 @@ def reproduce(stage: str, project: Path) -> str:
     return "ran" if any(f"Running stage '{stage}'" in line for line in lines) else "skipped"
 
 
-@task
+@task(**RETRIED)
 def register(project: Path, params_file: str) -> dict[str, Any]:
     """Register the selected model (no duplicate for an unchanged selection); alias `challenger`."""
     from unetpp.params import load_params
@@ -111,7 +116,7 @@ def register(project: Path, params_file: str) -> dict[str, Any]:
     return {"name": registry.name, "version": str(version.version), "created": created}
 
 
-@task
+@task(**RETRIED)
 def gate(project: Path, params_file: str, version: str) -> dict[str, Any]:
     """Re-score challenger and champion on the same validation data; promote when the policy allows."""
     from unetpp.params import load_params
@@ -121,7 +126,7 @@ def gate(project: Path, params_file: str, version: str) -> dict[str, Any]:
     return registry.gate(version, project / "data" / "prepared").as_dict()
 
 
-@task
+@task(**RETRIED)
 def package(project: Path, params_file: str, champion: str | None) -> dict[str, Any]:
     """Build the champion's TorchServe archive (once per version); hot-swap it into a running server."""
     from unetpp.params import load_params

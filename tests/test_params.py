@@ -25,3 +25,16 @@ def test_bad_params_are_user_errors_naming_the_field(tmp_path: Path) -> None:
         load_params(tmp_path / "params.yaml")
     with pytest.raises(UserError, match="params file not found"):
         load_params(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("model:\n  in_channels: 2\n", "model.in_channels"),
+        ("train:\n  head_weights: [1, 1]\n", "train.head_weights has 2 weights"),
+    ],
+)
+def test_params_that_would_fail_later_fail_at_load(tmp_path: Path, text: str, field: str) -> None:
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(UserError, match=field):
+        load_params(tmp_path / "params.yaml")

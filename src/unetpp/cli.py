@@ -193,7 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; the exit code says what kind of failure it was (`unetpp.errors`)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # argparse: --help exits 0, a usage error 2 (a wrong command line)
+        if done.code:
+            _record("(arguments)", EXIT_USER_ERROR, "invalid command line")
+        raise
     try:
         args.func(args)
     except UserError as err:
@@ -207,10 +212,14 @@ def main(argv: list[str] | None = None) -> int:
 def _fail(command: str, code: int, err: Exception) -> int:
     """Print the error; when the flow asked for it ($UNETPP_EXIT_FILE), leave the code where it can read it."""
     print(f"unetpp {command}: error: {err}", file=sys.stderr)
+    _record(command, code, str(err))
+    return code
+
+
+def _record(command: str, code: int, error: str) -> None:
     exit_file = os.environ.get(EXIT_FILE_ENV)
     if exit_file:
-        Path(exit_file).write_text(json.dumps({"command": command, "code": code, "error": str(err)}))
-    return code
+        Path(exit_file).write_text(json.dumps({"command": command, "code": code, "error": error}))
 
 
 if __name__ == "__main__":

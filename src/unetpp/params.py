@@ -24,7 +24,7 @@ class ModelParams(BaseModel):
     widths: tuple[int, int, int, int, int] = (16, 32, 64, 128, 256)
     norm: Literal["batch", "instance", "none"] = "batch"
     upsample: Literal["transpose", "bilinear"] = "transpose"
-    in_channels: int = Field(3, ge=1)
+    in_channels: Literal[1, 3] = Field(3, description="1: gray (luma), 3: RGB")
     class_names: list[str] = Field(default_factory=lambda: ["disc", "cup"], min_length=1)
     deep_supervision: bool = True
 
@@ -230,6 +230,16 @@ class Params(BaseModel):
                 raise ValueError(f"data.folder.label_values keys {keys} must equal model.class_names {names}")
             if mode != "labels" and len(names) != 1:
                 raise ValueError(f"data.folder.mask_mode={mode!r} gives one class; model.class_names is {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _a_weight_per_head(self) -> Params:
+        weights, model = self.train.head_weights, self.model
+        heads = 4 if model.arch == "unetpp" and model.deep_supervision else 1
+        if weights is not None and len(weights) != heads:
+            raise ValueError(
+                f"train.head_weights has {len(weights)} weights; model.arch={model.arch!r} has {heads} head(s)"
+            )
         return self
 
     @property

@@ -49,6 +49,10 @@ def test_editing_an_imported_module_marks_the_stage_changed(tmp_path: Path) -> N
     done = run(["dvc", "repro", "ingest"], project)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "ingest" not in run(["dvc", "status", "ingest"], project).stdout
+    cache = project / "src/unetpp/runtime/__pycache__"  # what importing the code leaves behind
+    cache.mkdir(exist_ok=True)
+    (cache / "preprocess.cpython-311.pyc").write_bytes(b"byte code")
+    assert "ingest" not in run(["dvc", "status", "ingest"], project).stdout, "byte-code caches changed a stage"
     with (project / "src/unetpp/runtime/preprocess.py").open("a") as fh:
         fh.write("\n# an edit\n")
     status = run(["dvc", "status", "ingest"], project).stdout

@@ -16,7 +16,7 @@ import numpy as np
 from unetpp.data.synthetic import generate_fundus
 from unetpp.errors import UserError
 from unetpp.params import DataParams
-from unetpp.runtime.images import IMAGE_SUFFIXES, ImageReadError, read_array, to_label, to_rgb8
+from unetpp.runtime.images import IMAGE_SUFFIXES, ImageReadError, read_array, to_rgb8
 
 
 @dataclass
@@ -184,3 +184,10 @@ READERS: dict[str, Callable[[DataParams], list[RawSample]]] = {
     "drishti": drishti_samples,
     "folder": folder_samples,
 }
+
+
+def to_label(arr: np.ndarray) -> np.ndarray:
+    """A 2-D integer label map from a mask file (colour masks: their first channel)."""
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    return arr.astype(np.int64)

@@ -19,10 +19,9 @@ from unetpp.data.dataset import PreparedDataset, make_loader
 from unetpp.evaluation.metrics import SegmentationMetrics
 from unetpp.evaluation.profile import count_flops, median_latency_ms
 from unetpp.nn.checkpoint import load_checkpoint
-from unetpp.nn.networks import MODES, count_parameters
+from unetpp.nn.networks import count_parameters, variants
 from unetpp.params import Params
-from unetpp.runtime.inference import optimize_for_inference, run_inference
-from unetpp.training.devices import resolve_device
+from unetpp.runtime.inference import optimize_for_inference, resolve_device, run_inference
 
 
 def variant_key(level: int, mode: str) -> str:
@@ -39,13 +38,54 @@ def score(
     return metrics.compute()
 
 
+def measure(
+    pruned: torch.nn.Module,
+    level: int,
+    mode: str,
+    loader: Iterable,
+    names: list[str],
+    probe: torch.Tensor,
+    params: Params,
+    *,
+    channels_last: bool,
+) -> dict[str, Any]:
+    """One variant's row: cost (parameters, GFLOPs, batch-1 latency on `probe`'s device) and accuracy."""
+    ep, device = params.evaluate, probe.device
+    flops = count_flops(pruned, tuple(probe.shape))
+    n_params = count_parameters(pruned)
+    served = optimize_for_inference(pruned, channels_last=channels_last)
+    scores = score(served, loader, names, device, channels_last=channels_last)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    latency = median_latency_ms(
+        lambda: (run_inference(served, probe, channels_last=channels_last), sync()),
+        warmup=ep.warmup,
+        repeats=ep.repeats,
+    )
+    row: dict[str, Any] = dict(
+        key=variant_key(level, mode),
+        level=level,
+        mode=mode,
+        parameters=n_params,
+        gflops=flops / 1e9,
+        latency_ms=latency,
+        device=str(device),
+    )
+    for metric in ("dice", "iou", "bce"):
+        row.update({f"{metric}_{c}": v for c, v in scores[metric].items()})
+    print(
+        f"{row['key']:12s} dice_mean {row['dice_mean']:.4f} latency {latency:8.2f} ms "
+        f"{row['gflops']:6.2f} GFLOPs {n_params:>10,} params"
+    )
+    return row
+
+
 def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path, plots_dir: Path) -> list[dict]:
     """Measure every variant; write eval.json, pruning.csv, the Pareto plot and overlays; log to MLflow."""
     from unetpp.evaluation.plots import overlays, pareto
     from unetpp.registry import tracking
 
     ep = params.evaluate
-    device = resolve_device(ep.device)
+    device = resolve_device(ep.device, "evaluate.device")
     model, meta = load_checkpoint(models_dir / "best.pt", map_location=device)
     names, size = meta["class_names"], meta["image_size"]
     loader = make_loader(
@@ -53,37 +93,10 @@ def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path
     )
     channels_last = device.type == "cpu" or params.train.channels_last
     probe = torch.randn(1, model.config["in_channels"], size, size, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    rows: list[dict[str, Any]] = []
-    for level in model.levels:
-        # one head (U-Net, or L1 where both modes average head 1 alone): one variant, `fast`
-        for mode in MODES if len(model.head_ids) > 1 and level > 1 else ("fast",):
-            pruned = model.prune(level, mode)
-            flops = count_flops(pruned, tuple(probe.shape))
-            n_params = count_parameters(pruned)
-            served = optimize_for_inference(pruned, channels_last=channels_last)
-            scores = score(served, loader, names, device, channels_last=channels_last)
-            latency = median_latency_ms(
-                lambda m=served: (run_inference(m, probe, channels_last=channels_last), sync()),
-                warmup=ep.warmup,
-                repeats=ep.repeats,
-            )
-            row = dict(
-                key=variant_key(level, mode),
-                level=level,
-                mode=mode,
-                parameters=n_params,
-                gflops=flops / 1e9,
-                latency_ms=latency,
-                device=str(device),
-            )
-            for metric in ("dice", "iou", "bce"):
-                row.update({f"{metric}_{c}": v for c, v in scores[metric].items()})
-            rows.append(row)
-            print(
-                f"{row['key']:12s} dice_mean {row['dice_mean']:.4f} latency {latency:8.2f} ms "
-                f"{row['gflops']:6.2f} GFLOPs {n_params:>10,} params"
-            )
+    rows = [
+        measure(model.prune(level, mode), level, mode, loader, names, probe, params, channels_last=channels_last)
+        for level, mode in variants(model)
+    ]
 
     metrics_dir.mkdir(parents=True, exist_ok=True)
     plots_dir.mkdir(parents=True, exist_ok=True)

@@ -76,11 +76,11 @@ def overlays(module: Any, dataset: Any, names: list[str], count: int, path: Path
         for c, rgb_c in enumerate(colours):
             rgb[pred[c]] = 0.55 * rgb[pred[c]] + 0.45 * rgb_c
         ax.imshow(rgb)
-        for c, rgb_c in enumerate(colours):
-            ax.contour(y[c].numpy(), levels=[0.5], colors=[rgb_c], linewidths=1)
+        for c in range(len(names)):  # white: visible over every fill colour
+            ax.contour(y[c].numpy(), levels=[0.5], colors="white", linewidths=1)
         ax.set_title(dataset.ids[idx], fontsize=8)
         ax.axis("off")
-    fig.suptitle(f"validation: prediction filled ({describe_colours(names)}), ground truth as contours")
+    fig.suptitle(f"validation: prediction filled ({describe_colours(names)}), ground truth as white contours")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

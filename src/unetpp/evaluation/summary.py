@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
-
 from unetpp.evaluation.profile import count_flops
-from unetpp.nn.networks import MODES, UNetPlusPlus, build_model, count_parameters
+from unetpp.nn.networks import build_model, count_parameters, variants
 from unetpp.params import ModelParams
 
 
@@ -16,12 +14,8 @@ def model_summary(params: ModelParams, input_size: int) -> dict[str, Any]:
     model = build_model(params.arch, **params.build_kwargs()).eval()
     shape = (1, params.in_channels, input_size, input_size)
     rows: list[dict[str, Any]] = []
-    variants: list[tuple[int, str, nn.Module]]
-    if isinstance(model, UNetPlusPlus):
-        variants = [(lvl, mode, model.prune(lvl, mode)) for lvl in model.levels for mode in MODES]
-    else:
-        variants = [(4, "fast", model)]
-    for level, mode, module in variants:
+    for level, mode in variants(model):
+        module = model.prune(level, mode)
         rows.append(
             dict(
                 level=level,

@@ -45,7 +45,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(widths=(32, 64, 128, 256, 512), norm="none", upsample="transpose", in_channels=1, num_classes=1),
     # The seed article's 36.6M-parameter model (optic disc + cup on RGB fundus photographs).
     "seed": dict(widths=(64, 128, 256, 512, 1024), norm="batch", upsample="bilinear", in_channels=3, num_classes=2),
-    # The project default: paper widths with batch norm (foldable at inference), RGB, disc + cup.
+    # The paper's widths with batch norm (foldable at inference), RGB, disc + cup. (The pipeline's
+    # network is whatever `model:` in params.yaml says.)
     "default": dict(widths=(32, 64, 128, 256, 512), norm="batch", upsample="transpose", in_channels=3, num_classes=2),
     # Small enough for unit tests and CI.
     "tiny": dict(widths=(8, 16, 32, 64, 128), norm="batch", upsample="transpose", in_channels=3, num_classes=2),
@@ -254,6 +255,14 @@ def build_model(arch: str, **config: Any) -> NodeNet:
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown arch {arch!r}; expected one of {sorted(ARCHITECTURES)}")
     return ARCHITECTURES[arch](**config)
+
+
+def variants(model: NodeNet) -> list[tuple[int, Mode]]:
+    """The distinct (level, mode) pairs `model` answers at. Where both modes compute the same thing
+    (one head: the U-Net, a UNet++ without deep supervision, and L1, whose average is head 1 alone),
+    the pair is listed once, as `fast`."""
+    levels: tuple[int, ...] = model.levels  # type: ignore[attr-defined]
+    return [(lv, m) for lv in levels for m in (MODES if len(model.head_ids) > 1 and lv > 1 else ("fast",))]
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -92,10 +92,3 @@ def to_rgb8(arr: np.ndarray) -> np.ndarray:
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
     return np.ascontiguousarray(arr[..., :3])
-
-
-def to_label(arr: np.ndarray) -> np.ndarray:
-    """A 2-D integer label map from a mask file (colour masks: their first channel)."""
-    if arr.ndim == 3:
-        arr = arr[..., 0]
-    return arr.astype(np.int64)

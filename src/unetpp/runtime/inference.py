@@ -14,7 +14,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from unetpp.errors import UserError
 from unetpp.nn.blocks import ConvBlock
+
+
+def resolve_device(name: str, field: str) -> torch.device:
+    """`auto` is CUDA when present, else the CPU; an absent CUDA asked for by params `field` is a UserError."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{field} is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:

@@ -75,5 +75,6 @@ def to_model_input(image: np.ndarray) -> torch.Tensor:
 
 
 def preprocess(image: np.ndarray, size: int, in_channels: int) -> torch.Tensor:
-    """A decoded (H, W, 3) uint8 image to the network's input: exactly what ingest + the dataset do."""
+    """A decoded (H, W, 3) uint8 image to the network's input: what ingest + the dataset do (for data
+    ingested without `data.crop_to_disc`, which crops around the ground truth first)."""
     return to_model_input(prepare_image(image, size, in_channels))

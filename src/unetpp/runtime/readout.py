@@ -18,9 +18,15 @@ from scipy import ndimage
 # A pixel belongs to a class when its probability is >= THRESHOLD: metrics, plots and the served
 # masks all binarize through `binarize`, so what is scored is what is served.
 THRESHOLD = 0.5
-# overlay colours (RGB) by class name, for the served overlay and the evaluation plots alike
-COLOURS = {"disc": (255, 0, 0), "cup": (255, 255, 0)}
-PALETTE = ((0, 160, 255), (0, 200, 80), (255, 0, 255), (255, 128, 0))  # other classes, in order
+# overlay colours (name, RGB) by class name, for the served overlay and the evaluation plots alike
+Colour = tuple[str, tuple[int, int, int]]
+COLOURS: dict[str, Colour] = {"disc": ("red", (255, 0, 0)), "cup": ("yellow", (255, 255, 0))}
+PALETTE: tuple[Colour, ...] = (  # other classes, by their index
+    ("blue", (0, 160, 255)),
+    ("green", (0, 200, 80)),
+    ("magenta", (255, 0, 255)),
+    ("orange", (255, 128, 0)),
+)
 
 
 def binarize(probs: torch.Tensor) -> torch.Tensor:
@@ -28,16 +34,18 @@ def binarize(probs: torch.Tensor) -> torch.Tensor:
     return probs >= THRESHOLD
 
 
-def colour(name: str, index: int) -> tuple[int, int, int]:
-    """The overlay colour of class `name`, the `index`-th class of its model."""
+def _entry(name: str, index: int) -> Colour:
     return COLOURS.get(name, PALETTE[index % len(PALETTE)])
 
 
+def colour(name: str, index: int) -> tuple[int, int, int]:
+    """The overlay colour (RGB) of class `name`, the `index`-th class of its model."""
+    return _entry(name, index)[1]
+
+
 def describe_colours(names: list[str]) -> str:
-    """'disc red, cup yellow'-style legend for titles, from the colour table."""
-    words = {(255, 0, 0): "red", (255, 255, 0): "yellow", (0, 160, 255): "blue", (0, 200, 80): "green"}
-    words |= {(255, 0, 255): "magenta", (255, 128, 0): "orange"}
-    return ", ".join(f"{n} {words[colour(n, i)]}" for i, n in enumerate(names))
+    """A legend for titles: 'disc red, cup yellow'."""
+    return ", ".join(f"{n} {_entry(n, i)[0]}" for i, n in enumerate(names))
 
 
 def masks_at(probs: torch.Tensor, height: int, width: int) -> np.ndarray:

@@ -11,6 +11,7 @@ from unetpp.errors import UserError
 from unetpp.params import Params
 from unetpp.serving.server import Server
 
+REFUSED = (400, 413, 415)  # the handler refused the image itself (see unetpp.runtime.payload)
 CONTENT_TYPES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -37,7 +38,7 @@ def predict(params: Params, image: Path, overlay: Path | None = None) -> tuple[d
             url, data=body, headers={"Content-Type": ctype, "Accept": accept, "Authorization": auth}, timeout=120
         )
         if resp.status_code != 200:
-            kind = UserError if resp.status_code < 500 else RuntimeError  # 4xx: the image was refused
+            kind = UserError if resp.status_code in REFUSED else RuntimeError
             raise kind(f"{url} answered {resp.status_code}: {resp.text.strip()}")
         answers.append(resp)
     overlay = overlay or image.with_name(f"{image.stem}.overlay.png")

@@ -21,6 +21,7 @@ from typing import Any
 import requests
 import yaml
 
+from unetpp.errors import UserError
 from unetpp.params import Params
 from unetpp.registry.promotion import CHAMPION, Registry, RegistryError
 
@@ -34,7 +35,7 @@ BIN = Path(sys.executable).parent
 
 
 class ServeError(RuntimeError):
-    """TorchServe is not there, not ready, or refused a management call."""
+    """TorchServe is not ready or refused a management call (what was asked of it was right: may pass later)."""
 
 
 class Server:
@@ -137,12 +138,12 @@ class Server:
     def start(self, mar: Path | None = None, timeout: float = 180) -> dict[str, Any]:
         """Start TorchServe with `mar` (default: the newest archive of the model) and wait until READY."""
         if shutil.which("java") is None:
-            raise ServeError("TorchServe needs Java 17: install it (apt-get install openjdk-17-jre-headless)")
+            raise UserError("TorchServe needs Java 17: install it (apt-get install openjdk-17-jre-headless)")
         if self.pid() is not None:
-            raise ServeError(f"TorchServe already runs (pid {self.pid()}); `unetpp serve stop` first")
+            raise UserError(f"TorchServe already runs (pid {self.pid()}); `unetpp serve stop` first")
         mar = mar or self.newest_archive()
         if mar.resolve().parent != self.store.resolve() or not mar.is_file():
-            raise ServeError(f"{mar}: expected an archive inside the model store {self.store}")
+            raise UserError(f"{mar}: expected an archive inside the model store {self.store}")
         self.runtime.mkdir(parents=True, exist_ok=True)
         template = (HERE / "config.properties").read_text()
         fields = self.cfg.model_dump() | {"model_store": self.store, "load_models": f"{self.name}={mar.name}"}
@@ -185,7 +186,7 @@ class Server:
     def newest_archive(self) -> Path:
         found = sorted(self.store.glob(f"{self.name}-v*.mar"), key=lambda p: int(p.stem.rsplit("-v", 1)[1]))
         if not found:
-            raise ServeError(f"no {self.name}-v*.mar in {self.store}; run `unetpp serve package` first")
+            raise UserError(f"no {self.name}-v*.mar in {self.store}; run `unetpp serve package` first")
         return found[-1]
 
     # --- management API ------------------------------------------------------------------

@@ -9,18 +9,12 @@ import torch
 import torch.distributed as dist
 
 from unetpp.errors import UserError
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` is CUDA when present, else the CPU; asking for an absent CUDA is a params error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
+from unetpp.runtime.inference import resolve_device
 
 
 def training_device(name: str) -> torch.device:
     """`resolve_device`, and under torchrun on CUDA this process's own GPU (LOCAL_RANK)."""
-    device = resolve_device(name)
+    device = resolve_device(name, "train.device")
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
