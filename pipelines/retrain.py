@@ -26,7 +26,7 @@ import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from unetpp.errors import EXIT_FAILURE, EXIT_FILE_ENV, EXIT_USER_ERROR, UserError
+from unetpp.errors import EXIT_FAILURE, EXIT_FILE_ENV, UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -38,7 +38,7 @@ class StageFailed(RuntimeError):
 
     def __init__(self, stage: str, code: int, tail: list[str]) -> None:
         self.stage, self.code = stage, code
-        self.transient = code != EXIT_USER_ERROR
+        self.transient = code == EXIT_FAILURE  # 2 (bad input) and 3 (did not learn) would fail again
         super().__init__(f"stage {stage!r} failed (command exit {code}):\n" + "\n".join(tail))
 
 

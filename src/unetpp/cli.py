@@ -13,7 +13,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from unetpp.errors import EXIT_FAILURE, EXIT_FILE_ENV, EXIT_OK, EXIT_USER_ERROR, UserError
+from unetpp.errors import (
+    EXIT_DID_NOT_LEARN,
+    EXIT_FAILURE,
+    EXIT_FILE_ENV,
+    EXIT_OK,
+    EXIT_USER_ERROR,
+    DidNotLearn,
+    UserError,
+)
 from unetpp.params import load_params
 
 
@@ -203,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except UserError as err:
         return _fail(args.command, EXIT_USER_ERROR, err)
+    except DidNotLearn as err:
+        return _fail(args.command, EXIT_DID_NOT_LEARN, err)
     except Exception as err:  # may pass on a retry: a killed worker, out of memory, a busy store
         traceback.print_exc()
         return _fail(args.command, EXIT_FAILURE, err)

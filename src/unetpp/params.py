@@ -132,6 +132,10 @@ class TrainParams(BaseModel):
         0.98, ge=0, lt=1, description="validate and keep a moving average of the weights (per step); null: off"
     )
     augment: bool = True
+    learning_guard: bool = Field(True, description="fail `train` when a class did not learn (off: plumbing tests)")
+    min_dice: float = Field(
+        0.1, ge=0, le=1, description="learning guard: every class's best validation Dice must reach this"
+    )
 
 
 class EvaluateParams(BaseModel):

@@ -27,12 +27,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from unetpp.data.dataset import PreparedDataset, make_loader, set_epoch
+from unetpp.errors import DidNotLearn
 from unetpp.evaluation.metrics import SegmentationMetrics
 from unetpp.nn.checkpoint import atomic_save, model_payload
 from unetpp.nn.networks import NodeNet, build_model, head_probabilities
 from unetpp.params import Params
 from unetpp.training.averaging import kept_model, weight_average
 from unetpp.training.devices import autocast, distributed, training_device
+from unetpp.training.guard import check_learning
 from unetpp.training.losses import DeepSupervisionLoss
 
 
@@ -247,12 +249,26 @@ def train(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path) -
         summary = {}
         if rank == 0:
             summary = _write_outputs(state.history, names, metrics_dir, models_dir, state.run_id, params)
+            if tp.learning_guard:
+                guard(state.history, params, val_loader.dataset, len(train_loader.dataset))
     finally:
         if run is not None:
             tracking.mlflow.end_run()
         if world > 1:
             dist.destroy_process_group()
     return summary
+
+
+def guard(history: list[dict[str, Any]], params: Params, val: PreparedDataset, n_train: int) -> None:
+    """The learning guard (`unetpp.training.guard`), its verdict tagged on the MLflow run."""
+    from unetpp.registry import tracking
+
+    try:
+        check_learning(history, params, val, n_train)
+    except DidNotLearn as err:
+        tracking.mlflow.set_tags({"learning_guard": "failed", "learning_guard.reason": str(err)[:5000]})
+        raise
+    tracking.mlflow.set_tag("learning_guard", "passed")
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

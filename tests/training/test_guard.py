@@ -1,0 +1,84 @@
+"""The learning guard: trivial predictors' Dice, a learned history passes, and a pipeline on masks that
+do not belong to their images stops at `train` with exit 3 and a message naming the class."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from tests.params import TINY, project_params, tiny_params
+from tests.project import run, tiny_project
+from unetpp.data.dataset import PreparedDataset
+from unetpp.data.ingest import ingest
+from unetpp.data.synthetic import generate_fundus
+from unetpp.errors import DidNotLearn
+from unetpp.training.guard import MARGIN, check_learning, trivial_dice
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("guard") / "prepared"
+    ingest(tiny_params(), out)
+    return out
+
+
+def test_trivial_dice_of_empty_and_full_masks(prepared: Path) -> None:
+    val = PreparedDataset(prepared, "val")
+    trivial = trivial_dice(val, ["disc", "cup"])
+    for c, index in (("disc", 0), ("cup", 1)):
+        expected = np.mean([2 * m.sum() / (m.sum() + m.size) for m in (np.load(p)["mask"][index] for p in val.paths)])
+        assert trivial[c]["empty"] == 0.0  # the gate lets no empty mask through
+        assert trivial[c]["all_foreground"] == pytest.approx(expected)
+
+
+def _history(disc: float, cup: float) -> list[dict]:
+    return [{"epoch": e, "dice_disc": disc * e / 3, "dice_cup": cup * e / 3} for e in (1, 2, 3)]
+
+
+def test_a_learned_model_passes_and_an_unlearned_class_is_named(prepared: Path) -> None:
+    params, val = tiny_params({"train": {"learning_guard": True}}), PreparedDataset(prepared, "val")
+    check_learning(_history(0.9, 0.8), params, val, n_train=6)
+    with pytest.raises(DidNotLearn) as failed:
+        check_learning(_history(0.9, 0.0), params, val, n_train=6)
+    message = str(failed.value)
+    assert "class 'cup': best validation Dice 0.0000 at epoch 1/3" in message and "'disc'" not in message
+    assert f"+ {MARGIN}" in message and "Likely causes:" in message and "optimizer steps" in message
+
+
+def _unrelated_masks(root: Path, count: int = 10) -> Path:
+    """Fundus images, each with the disc mask of another image."""
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True)
+    samples = [generate_fundus(i, 96, seed=21) for i in range(count)]
+    for i, s in enumerate(samples):
+        Image.fromarray(s.image).save(root / "images" / f"eye{i}.png")
+        other = samples[(i + count // 2) % count].masks[0]
+        Image.fromarray(other.astype(np.uint8) * 255).save(root / "masks" / f"eye{i}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_dvc_repro_stops_at_train_when_masks_do_not_match_images(tmp_path: Path) -> None:
+    project = tiny_project(tmp_path / "repo")
+    source = _unrelated_masks(tmp_path / "unrelated")
+    raw = project_params(
+        TINY,
+        {
+            "model": {"class_names": ["disc"]},
+            "data": {"source": "folder", "path": str(source), "val_fraction": 0.3},
+            "train": {"learning_guard": True, "epochs": 4},
+        },
+    )
+    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+    exit_file = tmp_path / "exit.json"
+    proc = run(["dvc", "repro"], project, UNETPP_EXIT_FILE=str(exit_file))
+    assert proc.returncode != 0
+    assert "Running stage 'train'" in proc.stdout and "Running stage 'evaluate'" not in proc.stdout
+    assert json.loads(exit_file.read_text())["code"] == 3
+    assert "the model did not learn: class 'disc': best validation Dice" in proc.stderr, proc.stderr[-3000:]
+    assert not (project / "models/selected.json").exists()
