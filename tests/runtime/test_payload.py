@@ -12,6 +12,7 @@ import tifffile
 from PIL import Image
 
 from unetpp.params import ServeParams
+from unetpp.runtime.images import bit_depth
 from unetpp.runtime.payload import BadRequest, Limits, decode_request
 
 LIMITS = Limits(ServeParams().max_bytes, ServeParams().max_pixels)  # what params.yaml serves with
@@ -73,3 +74,11 @@ def test_byte_limit_is_checked_before_decoding() -> None:
     with pytest.raises(BadRequest) as err:
         decode_request(_png(RGB), "image/png", Limits(max_bytes=100, max_pixels=LIMITS.max_pixels))
     assert err.value.status == 413 and "over the limit of 100 bytes" in str(err.value)
+
+
+@pytest.mark.parametrize("bits", [10, 12, 16])
+def test_deep_images_keep_their_grey_levels(bits: int) -> None:
+    """A 12-bit image (max 4095) in a 16-bit file is scaled by 4095, not 65535: 256 levels, not 16."""
+    ramp = np.linspace(0, 2**bits - 1, 64 * 64).round().astype(np.uint16).reshape(64, 64)
+    out = decode_request(_png(ramp), "image/png", LIMITS)
+    assert bit_depth(ramp) == bits and len(np.unique(out)) == 256 and out.max() == 255

@@ -82,10 +82,26 @@ def _check_pixels(name: str, shape: tuple[int, ...], max_pixels: int | None) -> 
         raise ImageTooLarge(f"{name}: {w}x{h} = {h * w} pixels is over the limit of {max_pixels}")
 
 
+BIT_DEPTHS = (8, 10, 12, 14, 16)
+
+
+def bit_depth(arr: np.ndarray) -> int:
+    """The smallest common bit depth that holds the image's maximum (a 12-bit camera's 0..4095 is 12)."""
+    top = int(arr.max()) if arr.size else 0
+    return next((bits for bits in BIT_DEPTHS if top < 2**bits), int(np.iinfo(arr.dtype).bits))
+
+
 def to_rgb8(arr: np.ndarray) -> np.ndarray:
-    """An (H, W, 3) uint8 image from gray/RGB/RGBA at 8 or 16 bits (alpha dropped, 16-bit scaled)."""
+    """An (H, W, 3) uint8 image from gray/RGB/RGBA at 8 to 16 bits (alpha dropped).
+
+    Deeper images are scaled by their own bit depth (`bit_depth`), not by the container's 65535:
+    12-bit data keep 256 grey levels instead of 16, and an 8-bit image stored as 16 bits (x257) comes
+    back exactly. The per-image standardisation that follows does not see the linear scale.
+    """
+    if arr.ndim == 3:
+        arr = arr[..., :3]
     if arr.dtype != np.uint8:
-        top = 65535 if arr.max() > 255 else 255
+        top = 2 ** bit_depth(arr) - 1
         arr = (arr.astype(np.float32) * (255.0 / top)).round().astype(np.uint8)
     if arr.ndim == 2:
         arr = arr[..., None]
