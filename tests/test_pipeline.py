@@ -9,7 +9,7 @@ import pytest
 
 from tests.project import run, tiny_project
 
-STAGES = ("summarize", "ingest", "validate", "train", "evaluate", "select")
+STAGES = ("summarize", "ingest", "validate", "plan", "train", "evaluate", "select")
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,7 @@ def test_dvc_repro_end_to_end(project: Path) -> None:
         "reports/model.json",
         "data/prepared/manifest.csv",
         "reports/validation.json",
+        "plans.json",
         "reports/data_docs/index.html",
         "models/best.pt",
         "models/last.pt",

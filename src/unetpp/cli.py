@@ -83,12 +83,31 @@ def cmd_validate(args: argparse.Namespace) -> None:
     print(f"validation passed; report {args.report}, Data Docs {args.docs}/index.html")
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    """Fingerprint the prepared data and derive the training recipe: plans.json, printed."""
+    from unetpp.planning.plan import plan
+
+    result = plan(load_params(args.params), Path(args.prepared), Path(args.out))
+    table = Table(title=f"plan ({args.out}): the recipe and its rules")
+    for col in ("value", "from", "rule"):
+        table.add_column(col if col != "value" else "name = value")
+    for name, entry in result["recipe"].items():
+        table.add_row(f"{name} = {entry['value']}", entry["from"], entry["rule"] + _warning(entry))
+    console = Console(width=160)
+    console.print(json.dumps(result["fingerprint"]["images"]), result["fingerprint"]["classes"])
+    console.print(table)
+
+
+def _warning(entry: dict) -> str:
+    return f" -- WARNING: {entry['warning']}" if "warning" in entry else ""
+
+
 def cmd_train(args: argparse.Namespace) -> None:
-    """Train (or resume) the configured model; writes models/ and metrics/, logs to MLflow."""
+    """Train (or resume) the configured model by the plan; writes models/ and metrics/, logs to MLflow."""
     from unetpp.training.loop import train
 
     params = load_params(args.params)
-    summary = train(params, Path(args.prepared), Path(args.models), Path(args.metrics))
+    summary = train(params, Path(args.prepared), Path(args.plans), Path(args.models), Path(args.metrics))
     if summary:
         best = summary["best"]
         scores = " ".join(f"{k} {v:.4f}" for k, v in best.items() if k.startswith("dice_"))
@@ -166,7 +185,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], dict[str, str]]]
         cmd_validate,
         {"--prepared": "data/prepared", "--report": "reports/validation.json", "--docs": "reports/data_docs"},
     ),
-    "train": (cmd_train, {"--prepared": "data/prepared", "--models": "models", "--metrics": "metrics"}),
+    "plan": (cmd_plan, {"--prepared": "data/prepared", "--out": "plans.json"}),
+    "train": (
+        cmd_train,
+        {"--prepared": "data/prepared", "--plans": "plans.json", "--models": "models", "--metrics": "metrics"},
+    ),
     "evaluate": (
         cmd_evaluate,
         {"--prepared": "data/prepared", "--models": "models", "--metrics": "metrics", "--plots": "plots"},

@@ -7,7 +7,7 @@ compares them), so that code building `Params` from a partial dict gets the reci
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -110,15 +110,21 @@ class ValidateParams(BaseModel):
     max_cup_outside_disc: float = Field(0.01, ge=0, description="fraction of cup pixels allowed outside the disc")
 
 
+Auto = Literal["auto"]  # the plan decides (unetpp.planning.recipe); a number overrides it
+PositiveInt = Annotated[int, Field(ge=1)]
+Decay = Annotated[float, Field(ge=0, lt=1)]
+
+
 class TrainParams(BaseModel):
     """The optimisation recipe: the seed's BCE + Dice, Adam, StepLR; best epoch by validation Dice."""
 
     model_config = ConfigDict(extra="forbid")
 
-    epochs: int = Field(40, ge=1)
-    batch_size: int = Field(8, ge=1)
+    budget_tflop: float = Field(42.5, gt=0, description="training compute (TFLOP): buys the optimizer steps")
+    epochs: Auto | PositiveInt = "auto"
+    batch_size: Auto | PositiveInt = "auto"
     lr: float = Field(1e-3, gt=0)
-    step_size: int = Field(26, ge=1, description="StepLR: epochs between decays")
+    step_size: Auto | PositiveInt = Field("auto", description="StepLR: epochs between decays")
     gamma: float = Field(0.1, gt=0, le=1)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -128,8 +134,8 @@ class TrainParams(BaseModel):
     bce_weight: float = Field(1.0, ge=0)
     dice_weight: float = Field(1.0, ge=0)
     dice_per_image: bool = Field(True, description="soft Dice per image and class (else over the whole batch)")
-    ema_decay: float | None = Field(
-        0.98, ge=0, lt=1, description="validate and keep a moving average of the weights (per step); null: off"
+    ema_decay: Auto | Decay | None = Field(
+        "auto", description="validate and keep a moving average of the weights (per step); null: off"
     )
     augment: bool = True
     learning_guard: bool = Field(True, description="fail `train` when a class did not learn (off: plumbing tests)")
@@ -144,6 +150,7 @@ class EvaluateParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="the device that will serve")
+    batch_size: int = Field(8, ge=1, description="images per inference batch when scoring (evaluate, the gate)")
     warmup: int = Field(3, ge=0)
     repeats: int = Field(15, ge=1, description="latency: median of this many batch-1 calls")
     overlays: int = Field(4, ge=0, description="validation images drawn with their predictions")

@@ -7,10 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from unetpp.data.augment import train_augmentation
 from unetpp.data.dataset import PreparedDataset, make_loader
 from unetpp.data.ingest import ingest
 from unetpp.errors import UserError
 from unetpp.params import Params
+
+
+def _augment(seed: int):
+    return train_augmentation(seed, flip_axes=(1,), translate_px=6)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +39,7 @@ def test_eval_items_are_standardised(prepared: Path) -> None:
 
 
 def test_augmentation_moves_image_and_mask_together(prepared: Path) -> None:
-    ds = PreparedDataset(prepared, "train", augment=True, seed=3)
+    ds = PreparedDataset(prepared, "train", augment=_augment(3))
     changed = 0
     plain = PreparedDataset(prepared, "train")
     for _ in range(3):
@@ -50,7 +55,7 @@ def test_augmentation_moves_image_and_mask_together(prepared: Path) -> None:
 
 def test_resampled_masks_are_soft_only_at_boundaries(prepared: Path) -> None:
     """Bilinear resampling: partial pixels on the rim, none inside or far outside."""
-    ds = PreparedDataset(prepared, "train", augment=True, seed=3)
+    ds = PreparedDataset(prepared, "train", augment=_augment(3))
     masks = torch.stack([ds[i][1] for i in range(len(ds))])
     soft = (masks > 0) & (masks < 1)
     assert soft.any()
@@ -61,14 +66,14 @@ def test_resampled_masks_are_soft_only_at_boundaries(prepared: Path) -> None:
 
 
 def test_augmentation_is_seeded(prepared: Path) -> None:
-    a = [PreparedDataset(prepared, "train", augment=True, seed=5)[i][0] for i in range(3)]
-    b = [PreparedDataset(prepared, "train", augment=True, seed=5)[i][0] for i in range(3)]
+    a = [PreparedDataset(prepared, "train", augment=_augment(5))[i][0] for i in range(3)]
+    b = [PreparedDataset(prepared, "train", augment=_augment(5))[i][0] for i in range(3)]
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_loader_batches(prepared: Path) -> None:
     params = Params().data
-    loader = make_loader(PreparedDataset(prepared, "train", augment=True), params, batch_size=4, shuffle=True)
+    loader = make_loader(PreparedDataset(prepared, "train", augment=_augment(0)), params, batch_size=4, shuffle=True)
     images, masks = next(iter(loader))
     assert images.shape == (4, 3, 64, 64) and masks.shape == (4, 2, 64, 64)
 

@@ -23,6 +23,7 @@ from unetpp.data.dataset import PreparedDataset
 from unetpp.data.ingest import ingest
 from unetpp.nn.checkpoint import load_checkpoint
 from unetpp.params import Params
+from unetpp.planning.plan import plan
 from unetpp.training.loop import evaluate_epoch
 from unetpp.training.losses import DeepSupervisionLoss
 
@@ -38,6 +39,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("train")
     (root / "params.yaml").write_text(yaml.safe_dump(TINY))
     ingest(Params.model_validate(TINY), root / "data/prepared")
+    plan(Params.model_validate(TINY), root / "data/prepared", root / "plans.json")
     return root
 
 

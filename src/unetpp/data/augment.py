@@ -15,17 +15,19 @@ from monai.transforms import (
 KEYS = ("image", "mask")
 
 
-def train_augmentation(seed: int) -> Compose:
-    """Flips, a small affine (rotation, scale, shift) and colour/gamma jitter, seeded."""
+def train_augmentation(seed: int, flip_axes: tuple[int, ...], translate_px: int) -> Compose:
+    """Flips along `flip_axes` (1: left-right, 0: up-down; each on its own), a small affine (rotation
+    up to 15 degrees, scale 0.9-1.1, shift up to `translate_px`) and colour/gamma jitter, seeded.
+    The plan (`unetpp.planning.recipe`) says which flips and how far to shift."""
     aug = Compose(
         [
-            RandFlipd(keys=KEYS, prob=0.5, spatial_axis=1),
+            *(RandFlipd(keys=KEYS, prob=0.5, spatial_axis=axis) for axis in sorted(flip_axes, reverse=True)),
             RandAffined(
                 keys=KEYS,
                 prob=0.5,
                 rotate_range=0.26,
                 scale_range=0.1,
-                translate_range=(12, 12),
+                translate_range=(translate_px, translate_px),
                 mode="bilinear",
                 padding_mode="zeros",
             ),

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.data import set_track_meta
+from monai.transforms import Compose
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from unetpp.data.augment import train_augmentation
 from unetpp.data.ingest import load_manifest
 from unetpp.errors import UserError
 from unetpp.params import DataParams
@@ -26,14 +26,14 @@ class PreparedDataset(Dataset):
     nearest-neighbour labels half a pixel off the image's boundary).
     """
 
-    def __init__(self, prepared: Path, split: str, *, augment: bool = False, seed: int = 0) -> None:
+    def __init__(self, prepared: Path, split: str, *, augment: Compose | None = None) -> None:
         manifest = load_manifest(prepared)
         rows = manifest[(manifest["split"] == split) & manifest["error"].isna()]
         if rows.empty:
             raise UserError(f"{prepared}: no readable samples in split {split!r}; expected at least one")
         self.ids = rows["id"].astype(str).tolist()
         self.paths = [prepared / "samples" / f"{i}.npz" for i in self.ids]
-        self.augment = train_augmentation(seed) if augment else None
+        self.augment = augment  # `unetpp.data.augment.train_augmentation`, or None: as stored
 
     def reseed(self, seed: int) -> None:
         """Restart the augmentation stream: training reseeds per epoch, so a resumed run matches."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 from unetpp.data.sources import READERS, Loaded, RawSample
 from unetpp.errors import UserError
@@ -36,6 +37,13 @@ def _crop_to_disc(loaded: Loaded, scale: float) -> tuple[np.ndarray, np.ndarray]
     top = int(np.clip(cy - half, 0, image.shape[0] - 2 * half))
     left = int(np.clip(cx - half, 0, image.shape[1] - 2 * half))
     return image[top : top + 2 * half, left : left + 2 * half], masks[:, top : top + 2 * half, left : left + 2 * half]
+
+
+def object_diameters(mask: np.ndarray) -> list[float]:
+    """Equivalent diameters (2 sqrt(area / pi)) of the mask's 8-connected objects, in its own pixels."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    return sorted(float(2 * np.sqrt(a / np.pi)) for a in areas)
 
 
 def _sha256(arr: np.ndarray) -> str:
@@ -64,6 +72,7 @@ def prepare_sample(raw: RawSample, params: Params, samples_dir: Path) -> dict[st
         height=loaded.image.shape[0],
         channels=loaded.channels,
         dtype=loaded.dtype,
+        bits=loaded.bits,
         mask_width=loaded.masks.shape[2],
         mask_height=loaded.masks.shape[1],
         mask_values=",".join(map(str, loaded.mask_values[:16])),
@@ -74,8 +83,9 @@ def prepare_sample(raw: RawSample, params: Params, samples_dir: Path) -> dict[st
         std_intensity=float(image.std()),
         cup_to_disc=loaded.cup_to_disc,
     )
-    for name, m in zip(params.model.class_names, masks, strict=True):
+    for name, m, source in zip(params.model.class_names, masks, loaded.masks, strict=True):
         row[f"fg_{name}"] = float(m.mean())
+        row[f"diameters_{name}"] = " ".join(f"{d:.1f}" for d in object_diameters(source))
     if params.fundus:
         cup, disc = masks[1], masks[0]
         row["cup_outside_disc"] = float((cup & ~disc).sum() / max(int(cup.sum()), 1))

@@ -16,7 +16,7 @@ import numpy as np
 from unetpp.data.synthetic import generate_fundus
 from unetpp.errors import UserError
 from unetpp.params import DataParams
-from unetpp.runtime.images import IMAGE_SUFFIXES, ImageReadError, read_array, to_rgb8
+from unetpp.runtime.images import IMAGE_SUFFIXES, ImageReadError, bit_depth, read_array, to_rgb8
 
 
 @dataclass
@@ -30,6 +30,7 @@ class Loaded:
     mask_values: list[int]  # distinct values found in the mask files
     mask_valid: bool  # the values are those the source's mask convention allows
     cup_to_disc: float | None = None  # known only for generated images
+    bits: int = 8  # the source image's bit depth (`unetpp.runtime.images.bit_depth`)
 
 
 @dataclass
@@ -41,9 +42,10 @@ class RawSample:
     source_masks: list[str] = field(default_factory=list)
 
 
-def _image(path: Path) -> tuple[np.ndarray, int, str]:
+def _image(path: Path) -> tuple[np.ndarray, int, str, int]:
+    """The image as (H, W, 3) uint8, and its file's channels, dtype and bit depth."""
     arr = read_array(path)
-    return to_rgb8(arr), 1 if arr.ndim == 2 else arr.shape[-1], str(arr.dtype)
+    return to_rgb8(arr), 1 if arr.ndim == 2 else arr.shape[-1], str(arr.dtype), bit_depth(arr)
 
 
 def synthetic_samples(p: DataParams) -> list[RawSample]:
@@ -106,13 +108,13 @@ def drishti_samples(p: DataParams) -> list[RawSample]:
 
 def _drishti_loader(img: Path, masks: list[Path], threshold: float) -> Callable[[], Loaded]:
     def load() -> Loaded:
-        image, channels, dtype = _image(img)
+        image, channels, dtype, bits = _image(img)
         soft = [to_label(read_array(m)) for m in masks]
         if soft[0].shape != soft[1].shape:
             raise ImageReadError(f"{masks[1]}: size {soft[1].shape} differs from {masks[0]} {soft[0].shape}")
         top = 65535 if max(int(s.max()) for s in soft) > 255 else 255
         binary = np.stack([s >= threshold * top for s in soft])
-        return Loaded(image, binary, channels, dtype, [0, 1], True)
+        return Loaded(image, binary, channels, dtype, [0, 1], True, bits=bits)
 
     return load
 
@@ -159,7 +161,7 @@ def folder_samples(p: DataParams) -> list[RawSample]:
 
 def _folder_loader(img: Path, mask: Path, p: DataParams) -> Callable[[], Loaded]:
     def load() -> Loaded:
-        image, channels, dtype = _image(img)
+        image, channels, dtype, bits = _image(img)
         if not mask.is_file():
             raise ImageReadError(f"{mask}: mask not found for image {img.name} (masks are matched by file stem)")
         labels = to_label(read_array(mask))
@@ -174,7 +176,7 @@ def _folder_loader(img: Path, mask: Path, p: DataParams) -> Callable[[], Loaded]
         else:  # binary: 0 and one foreground value (1, 255 or 65535)
             masks = (labels > 0)[None]
             valid = any(set(values) <= {0, top} for top in (1, 255, 65535))
-        return Loaded(image, masks, channels, dtype, values, valid)
+        return Loaded(image, masks, channels, dtype, values, valid, bits=bits)
 
     return load
 

@@ -89,7 +89,7 @@ def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path
     model, meta = load_checkpoint(models_dir / "best.pt", map_location=device)
     names, size = meta["class_names"], meta["image_size"]
     loader = make_loader(
-        PreparedDataset(prepared, "val"), params.data, batch_size=params.train.batch_size, shuffle=False
+        PreparedDataset(prepared, "val"), params.data, batch_size=ep.batch_size, shuffle=False
     )
     channels_last = device.type == "cpu" or params.train.channels_last
     probe = torch.randn(1, model.config["in_channels"], size, size, device=device)

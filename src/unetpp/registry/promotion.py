@@ -250,9 +250,8 @@ class Registry:
         with tempfile.TemporaryDirectory() as tmp:
             model, meta = load_checkpoint(self.download(version, Path(tmp)))
         names = meta["class_names"]
-        loader = make_loader(
-            PreparedDataset(prepared, "val"), self.params.data, batch_size=self.params.train.batch_size, shuffle=False
-        )
+        batch = self.params.evaluate.batch_size
+        loader = make_loader(PreparedDataset(prepared, "val"), self.params.data, batch_size=batch, shuffle=False)
         served = optimize_for_inference(model, channels_last=True)
         scores = score(served, loader, names, torch.device("cpu"), channels_last=True)
         return {f"dice_{k}": v for k, v in scores["dice"].items()}

@@ -17,6 +17,7 @@ import numpy as np
 from unetpp.data.dataset import PreparedDataset
 from unetpp.errors import DidNotLearn
 from unetpp.params import Params
+from unetpp.planning.recipe import Recipe
 
 MARGIN = 0.02  # a learned class must beat the better trivial predictor by this much Dice
 
@@ -36,18 +37,22 @@ def trivial_dice(dataset: PreparedDataset, names: list[str]) -> dict[str, dict[s
     }
 
 
-def likely_causes(params: Params, n_train: int, trivial: dict[str, float], fg_pixels: float) -> list[str]:
-    """What the recipe and the data say could have gone wrong, most likely first."""
-    tp, size = params.train, params.data.image_size
-    steps = tp.epochs * -(-n_train // tp.batch_size)
+def likely_causes(
+    params: Params, recipe: Recipe, n_train: int, trivial: dict[str, float], fg_pixels: float
+) -> list[str]:
+    """What the recipe (plans.json) and the data say could have gone wrong, most likely first."""
+    size, steps, decay = params.data.image_size, recipe.steps, recipe.ema_decay
     causes = []
-    if tp.ema_decay is not None and 1 / (1 - tp.ema_decay) > steps / 5:
+    if decay is not None and 1 / (1 - decay) > steps / 5:
         causes.append(
-            f"the weight average (train.ema_decay {tp.ema_decay}, a horizon of ~{1 / (1 - tp.ema_decay):.0f} "
-            f"steps) is long for a run of {steps} optimizer steps: what was validated is mostly the initial weights"
+            f"the weight average (ema_decay {decay}, a horizon of ~{1 / (1 - decay):.0f} steps) is long for a "
+            f"run of {steps} optimizer steps: what was validated is mostly the initial weights"
         )
     if steps < 300:
-        causes.append(f"only {steps} optimizer steps ({tp.epochs} epochs of {n_train} training images)")
+        causes.append(
+            f"only {steps} optimizer steps ({recipe.epochs} epochs of {n_train} training images; "
+            "train.budget_tflop buys more)"
+        )
     if fg_pixels < 64:
         causes.append(
             f"the class covers only ~{fg_pixels:.0f} px per image at {size} px (data.image_size): "
@@ -59,7 +64,9 @@ def likely_causes(params: Params, n_train: int, trivial: dict[str, float], fg_pi
     return causes
 
 
-def check_learning(history: list[dict[str, Any]], params: Params, val: PreparedDataset, n_train: int) -> None:
+def check_learning(
+    history: list[dict[str, Any]], params: Params, recipe: Recipe, val: PreparedDataset, n_train: int
+) -> None:
     """Raise `DidNotLearn` naming each class that did not learn, its best Dice and epoch, and likely causes."""
     names = params.model.class_names
     trivial = trivial_dice(val, names)
@@ -69,7 +76,7 @@ def check_learning(history: list[dict[str, Any]], params: Params, val: PreparedD
         dice, bar = best[f"dice_{c}"], max(max(trivial[c].values()) + MARGIN, params.train.min_dice)
         if dice < bar:
             pixels = _mean_foreground_pixels(val, names.index(c))
-            causes = "; ".join(likely_causes(params, n_train, trivial[c], pixels))
+            causes = "; ".join(likely_causes(params, recipe, n_train, trivial[c], pixels))
             failed.append(
                 f"class {c!r}: best validation Dice {dice:.4f} at epoch {best['epoch']}/{len(history)}, under "
                 f"{bar:.4f} (trivial predictors: empty {trivial[c]['empty']:.4f}, all-foreground "

@@ -26,21 +26,28 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from unetpp.data.augment import train_augmentation
 from unetpp.data.dataset import PreparedDataset, make_loader, set_epoch
 from unetpp.errors import DidNotLearn
 from unetpp.evaluation.metrics import SegmentationMetrics
 from unetpp.nn.checkpoint import atomic_save, model_payload
 from unetpp.nn.networks import NodeNet, build_model, head_probabilities
 from unetpp.params import Params
+from unetpp.planning.recipe import Recipe, as_dict, load_recipe
 from unetpp.training.averaging import kept_model, weight_average
 from unetpp.training.devices import autocast, distributed, training_device
 from unetpp.training.guard import check_learning
 from unetpp.training.losses import DeepSupervisionLoss
 
 
-def fingerprint(params: Params, manifest: Path) -> str:
+def fingerprint(params: Params, recipe: Recipe, manifest: Path) -> str:
     """What a checkpoint must share with this run to be resumed: model, recipe, image size and data."""
-    spec = dict(model=params.model.model_dump(), train=params.train.model_dump(), size=params.data.image_size)
+    spec = dict(
+        model=params.model.model_dump(),
+        train=params.train.model_dump(),
+        recipe=as_dict(recipe),
+        size=params.data.image_size,
+    )
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
     digest.update(manifest.read_bytes())
     return digest.hexdigest()
@@ -83,14 +90,15 @@ class TrainState:
         self.best, self.run_id = saved["best_dice"], saved["run_id"]
 
 
-def build_state(params: Params, device: torch.device, memory_format: torch.memory_format) -> TrainState:
-    """A fresh model, Adam, StepLR and (when asked) the weight average."""
-    tp = params.train
+def build_state(
+    params: Params, recipe: Recipe, device: torch.device, memory_format: torch.memory_format
+) -> TrainState:
+    """A fresh model, Adam, StepLR and (when the recipe has one) the weight average."""
     model = build_model(params.model.arch, **params.model.build_kwargs()).to(device)
     model.to(memory_format=memory_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=tp.step_size, gamma=tp.gamma)
-    return TrainState(model, optimizer, scheduler, weight_average(model, tp.ema_decay))
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.train.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe.step_size, gamma=params.train.gamma)
+    return TrainState(model, optimizer, scheduler, weight_average(model, recipe.ema_decay))
 
 
 def resume(state: TrainState, last_path: Path, fp: str, device: torch.device) -> bool:
@@ -104,14 +112,16 @@ def resume(state: TrainState, last_path: Path, fp: str, device: torch.device) ->
     return True
 
 
-def open_run(params: Params, state: TrainState, manifest: Path, device: torch.device, world: int) -> Any:
-    """Start (or reopen, when resuming) the pipeline's MLflow run; a new run gets params and tags."""
+def open_run(params: Params, state: TrainState, manifest: Path, plans: Path, device: torch.device, world: int) -> Any:
+    """Start (or reopen, when resuming) the pipeline's MLflow run; a new run gets params, the plan and tags."""
     from unetpp.registry import tracking
 
     experiment_id = tracking.configure(params.tracking)
     run = tracking.mlflow.start_run(run_id=state.run_id, experiment_id=experiment_id)
     if state.run_id is None:
         tracking.mlflow.log_params(_flat(params.model_dump(by_alias=True)))
+        tracking.mlflow.log_params({f"plan.{k}": v for k, v in as_dict(load_recipe(plans)).items()})
+        tracking.mlflow.log_artifact(str(plans), "plan")
         tracking.mlflow.set_tags(
             {
                 "git_revision": tracking.git_revision(),
@@ -133,6 +143,7 @@ def train_epoch(
     loss_fn: nn.Module,
     scaler: torch.amp.GradScaler,
     params: Params,
+    epochs: int,
     device: torch.device,
     memory_format: torch.memory_format,
     show: bool,
@@ -141,7 +152,7 @@ def train_epoch(
     tp = params.train
     net.train()
     running, seen = 0.0, 0
-    desc = f"epoch {state.epoch + 1}/{tp.epochs}"
+    desc = f"epoch {state.epoch + 1}/{epochs}"
     bar = tqdm(loader, desc=desc, disable=not show or not sys.stderr.isatty(), leave=False)
     for x, y in bar:
         x, y = x.to(device, memory_format=memory_format), y.to(device)
@@ -186,9 +197,11 @@ def epoch_row(epoch: int, lr: float, train_loss: float, val_loss: float, val: di
     )
 
 
-def train(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path) -> dict[str, Any]:
-    """Train (or resume) and write best.pt, last.pt, train.json and train_curve.csv; returns the summary."""
+def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics_dir: Path) -> dict[str, Any]:
+    """Train (or resume) by the plan's recipe; write best.pt, last.pt, train.json, train_curve.csv; the summary."""
     from unetpp.registry import tracking
+
+    recipe = load_recipe(plans)
 
     rank, world = distributed()
     tp, names = params.train, params.model.class_names
@@ -197,33 +210,39 @@ def train(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path) -
     torch.use_deterministic_algorithms(True, warn_only=True)
 
     train_loader = make_loader(
-        PreparedDataset(prepared, "train", augment=tp.augment, seed=tp.seed),
+        PreparedDataset(
+            prepared,
+            "train",
+            augment=train_augmentation(tp.seed, recipe.flip_axes, recipe.translate_px) if tp.augment else None,
+        ),
         params.data,
-        batch_size=tp.batch_size,
+        batch_size=recipe.batch_size,
         shuffle=True,
         seed=tp.seed,
         rank=rank,
         world=world,
     )
-    val_loader = make_loader(PreparedDataset(prepared, "val"), params.data, batch_size=tp.batch_size, shuffle=False)
+    val_loader = make_loader(PreparedDataset(prepared, "val"), params.data, batch_size=recipe.batch_size, shuffle=False)
     memory_format = torch.channels_last if tp.channels_last else torch.contiguous_format
-    state = build_state(params, device, memory_format)
+    state = build_state(params, recipe, device, memory_format)
     scaler = torch.amp.GradScaler(device.type, enabled=tp.precision == "fp16")
     loss_fn = DeepSupervisionLoss(tp.head_weights, tp.bce_weight, tp.dice_weight, dice_per_image=tp.dice_per_image)
 
     manifest = prepared / "manifest.csv"
     say: Callable[[str], None] = (lambda m: print(m, flush=True)) if rank == 0 else (lambda m: None)
-    fp = fingerprint(params, manifest)
+    fp = fingerprint(params, recipe, manifest)
     last_path, best_path = models_dir / "last.pt", models_dir / "best.pt"
     if resume(state, last_path, fp, device):
         say(f"resuming from {last_path} after epoch {state.epoch}")
     net = DistributedDataParallel(state.model) if world > 1 else state.model
 
-    run = open_run(params, state, manifest, device, world) if rank == 0 else None
+    run = open_run(params, state, manifest, plans, device, world) if rank == 0 else None
     try:
-        while state.epoch < tp.epochs:
+        while state.epoch < recipe.epochs:
             set_epoch(train_loader, tp.seed, state.epoch)
-            loss = train_epoch(net, state, train_loader, loss_fn, scaler, params, device, memory_format, rank == 0)
+            loss = train_epoch(
+                net, state, train_loader, loss_fn, scaler, params, recipe.epochs, device, memory_format, rank == 0
+            )
             lr = state.optimizer.param_groups[0]["lr"]
             state.scheduler.step()
             state.epoch += 1
@@ -238,10 +257,10 @@ def train(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path) -
                 state.best = val["dice"]["mean"]
                 meta = dict(class_names=names, image_size=params.data.image_size, epoch=state.epoch, val=val)
                 atomic_save(model_payload(kept, params.model.arch, **meta), best_path)
-            atomic_save(state.checkpoint(fp, complete=state.epoch == tp.epochs), last_path)
+            atomic_save(state.checkpoint(fp, complete=state.epoch == recipe.epochs), last_path)
             tracking.mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=state.epoch)
             say(
-                f"epoch {state.epoch}/{tp.epochs} loss {loss:.4f} val {val_loss:.4f} "
+                f"epoch {state.epoch}/{recipe.epochs} loss {loss:.4f} val {val_loss:.4f} "
                 + " ".join(f"dice_{c} {val['dice'][c]:.4f}" for c in names)
             )
             if world > 1:
@@ -250,7 +269,7 @@ def train(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path) -
         if rank == 0:
             summary = _write_outputs(state.history, names, metrics_dir, models_dir, state.run_id, params)
             if tp.learning_guard:
-                guard(state.history, params, val_loader.dataset, len(train_loader.dataset))
+                guard(state.history, params, recipe, val_loader.dataset, len(train_loader.dataset))
     finally:
         if run is not None:
             tracking.mlflow.end_run()
@@ -259,12 +278,12 @@ def train(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path) -
     return summary
 
 
-def guard(history: list[dict[str, Any]], params: Params, val: PreparedDataset, n_train: int) -> None:
+def guard(history: list[dict[str, Any]], params: Params, recipe: Recipe, val: PreparedDataset, n_train: int) -> None:
     """The learning guard (`unetpp.training.guard`), its verdict tagged on the MLflow run."""
     from unetpp.registry import tracking
 
     try:
-        check_learning(history, params, val, n_train)
+        check_learning(history, params, recipe, val, n_train)
     except DidNotLearn as err:
         tracking.mlflow.set_tags({"learning_guard": "failed", "learning_guard.reason": str(err)[:5000]})
         raise

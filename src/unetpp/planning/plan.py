@@ -1,0 +1,31 @@
+"""The plan stage: fingerprint the prepared data, derive the recipe, write plans.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from unetpp.evaluation.profile import count_flops
+from unetpp.nn.networks import build_model
+from unetpp.params import Params
+from unetpp.planning.fingerprint import fingerprint
+from unetpp.planning.recipe import derive
+
+
+def plan(params: Params, prepared: Path, out: Path) -> dict[str, Any]:
+    """Write `out` (plans.json): the fingerprint, the model's cost and the recipe; returns it."""
+    size, model_params = params.data.image_size, params.model
+    fp = fingerprint(prepared, model_params.class_names, size)
+    model = build_model(model_params.arch, **model_params.build_kwargs()).eval()
+    forward = count_flops(model, (1, model_params.in_channels, size, size))
+    result = {
+        "fingerprint": fp,
+        "model": {"arch": model_params.arch, "input_side": size, "forward_gflops_per_image": round(forward / 1e9, 4)},
+        "recipe": derive(params, fp, forward),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(out)
+    return result

@@ -1,0 +1,134 @@
+"""The training recipe derived from the fingerprint: each value with the rule that produced it.
+
+Every value may be set in params.yaml (a number wins over the plan, and the plan says so) or left
+`auto`. Training length is counted in optimizer steps bought by one compute budget
+(`train.budget_tflop`), so a 10-image set trains as long as a 1,000-image one; epochs follow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from unetpp.errors import UserError
+from unetpp.params import Params
+
+MAX_BATCH = 8  # images per step at most (the CPU profile's batch; smaller sets use all their images)
+TRAIN_FLOPS_PER_FORWARD = 3  # a training step costs ~3 forwards (forward + backward), per image
+LR_DECAY_AT = 0.65  # StepLR: x gamma once, after this share of the epochs (26 of 40 on the CPU profile)
+EMA_MAX_HORIZON = 50  # steps the weight average spans at most ...
+EMA_RUN_SHARE = 10  # ... and at most a tenth of the run, so the initial weights fade (e^-10) by its end
+EMA_MIN_HORIZON = 10  # below this the average would span nothing useful: off
+TRANSLATE_SHARE = 10  # augmentation shifts up to a tenth of the side
+MIN_OBJECT_PX = 8  # objects narrower than this at the trained side are flagged
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The resolved values `train` uses."""
+
+    batch_size: int
+    epochs: int
+    steps: int
+    step_size: int
+    ema_decay: float | None
+    flip_axes: tuple[int, ...]
+    translate_px: int
+
+
+def _entry(value: Any, rule: str, overridden: bool) -> dict[str, Any]:
+    return {"value": value, "from": "params" if overridden else "plan", "rule": rule}
+
+
+def derive(params: Params, fp: dict[str, Any], forward_flops: int) -> dict[str, dict[str, Any]]:
+    """The recipe as {name: {value, from, rule}}; `forward_flops` is one image's forward at image_size."""
+    tp, size, n_train = params.train, params.data.image_size, fp["images"]["train"]
+    if n_train < 1:
+        raise UserError("the plan needs at least one training image; the manifest has none")
+    out: dict[str, dict[str, Any]] = {}
+
+    batch = min(MAX_BATCH, n_train) if tp.batch_size == "auto" else tp.batch_size
+    out["batch_size"] = _entry(batch, f"min({MAX_BATCH}, training images = {n_train})", tp.batch_size != "auto")
+    per_epoch = math.ceil(n_train / batch)
+    step_cost = TRAIN_FLOPS_PER_FORWARD * forward_flops * batch
+    bought = max(1, int(tp.budget_tflop * 1e12 // step_cost))
+    epochs = math.ceil(bought / per_epoch) if tp.epochs == "auto" else tp.epochs
+    out["epochs"] = _entry(
+        epochs,
+        f"ceil(steps bought / steps per epoch): train.budget_tflop {tp.budget_tflop} / ({TRAIN_FLOPS_PER_FORWARD} x "
+        f"{forward_flops / 1e9:.3f} GFLOP per image x batch {batch}) = {bought} steps; {per_epoch} steps per epoch",
+        tp.epochs != "auto",
+    )
+    steps = epochs * per_epoch
+    out["steps"] = _entry(steps, f"epochs x ceil({n_train} / {batch})", False)
+    step_size = max(1, round(LR_DECAY_AT * epochs)) if tp.step_size == "auto" else tp.step_size
+    out["step_size"] = _entry(
+        step_size, f"learning rate x {tp.gamma} after {LR_DECAY_AT:.0%} of the epochs", tp.step_size != "auto"
+    )
+    horizon = min(EMA_MAX_HORIZON, steps // EMA_RUN_SHARE)
+    if tp.ema_decay == "auto":
+        decay = None if horizon < EMA_MIN_HORIZON else round(1 - 1 / horizon, 6)
+        rule = (
+            f"horizon min({EMA_MAX_HORIZON}, steps {steps} / {EMA_RUN_SHARE}) = {horizon} steps; decay 1 - 1/horizon"
+            + (f"; off below {EMA_MIN_HORIZON} steps" if decay is None else "")
+        )
+    else:
+        decay, rule = tp.ema_decay, "set in params.yaml"
+    out["ema_decay"] = _entry(decay, rule, tp.ema_decay != "auto")
+    flips = (1,) if params.fundus else (0, 1)
+    out["flip_axes"] = _entry(
+        list(flips),
+        "horizontal only for fundus photographs (left and right eyes mirror; up and down do not), else both",
+        False,
+    )
+    out["translate_px"] = _entry(size // TRANSLATE_SHARE, f"data.image_size {size} / {TRANSLATE_SHARE}", False)
+    out["intensity"] = _entry(
+        "per image and channel: zero mean, unit variance",
+        f"source bit depths {fp['bit_depth']}: deeper than 8 bits scaled by their own bit depth to 8 bits first",
+        False,
+    )
+    out["resolution"] = _resolution(fp, size)
+    return out
+
+
+def _resolution(fp: dict[str, Any], size: int) -> dict[str, Any]:
+    """How the network sees the image: the whole image resized to data.image_size; smallest objects checked."""
+    small = {
+        c: v["diameter_trained_px"]["p5"]
+        for c, v in fp["classes"].items()
+        if v["diameter_trained_px"]["p5"] < MIN_OBJECT_PX
+    }
+    rule = f"whole image resized to {size} px; objects' 5th-percentile diameter should keep >= {MIN_OBJECT_PX} px"
+    entry = _entry(size, rule, True)
+    if small:
+        entry["warning"] = "smallest objects too small at this side: " + ", ".join(
+            f"{c} {d:.1f} px" for c, d in small.items()
+        )
+    return entry
+
+
+def recipe_of(plan: dict[str, Any]) -> Recipe:
+    """The resolved values of a plan (as `plans.json` holds it)."""
+    r = plan["recipe"]
+    return Recipe(
+        batch_size=int(r["batch_size"]["value"]),
+        epochs=int(r["epochs"]["value"]),
+        steps=int(r["steps"]["value"]),
+        step_size=int(r["step_size"]["value"]),
+        ema_decay=r["ema_decay"]["value"],
+        flip_axes=tuple(r["flip_axes"]["value"]),
+        translate_px=int(r["translate_px"]["value"]),
+    )
+
+
+def load_recipe(path: Path) -> Recipe:
+    if not path.is_file():
+        raise UserError(f"{path}: no plan; run `unetpp plan` (or `dvc repro plan`) first")
+    return recipe_of(json.loads(path.read_text()))
+
+
+def as_dict(recipe: Recipe) -> dict[str, Any]:
+    return asdict(recipe)

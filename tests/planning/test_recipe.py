@@ -1,0 +1,90 @@
+"""The plan: a fingerprint of the prepared data, and a recipe whose every value says its rule."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.params import tiny_params
+from unetpp.data.ingest import ingest
+from unetpp.params import Params
+from unetpp.planning.plan import plan
+from unetpp.planning.recipe import EMA_MIN_HORIZON, derive, recipe_of
+
+GFLOP = 10**9
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("plan")
+    params = tiny_params({"train": {"epochs": "auto", "batch_size": "auto"}})
+    ingest(params, root / "prepared")
+    return plan(params, root / "prepared", root / "plans.json") | {"file": root / "plans.json"}
+
+
+def test_the_fingerprint_counts_and_measures_objects(planned: dict) -> None:
+    fp = planned["fingerprint"]
+    assert fp["images"] == {"train": 6, "val": 2, "test": 0}
+    assert fp["channels"] == [3] and fp["bit_depth"] == [8]
+    disc = fp["classes"]["disc"]
+    assert disc["objects_per_image"] == 1.0
+    # 96 px sources trained at 48: every diameter halves
+    assert disc["diameter_trained_px"]["p50"] == pytest.approx(disc["diameter_source_px"]["p50"] / 2, rel=0.01)
+    assert json.loads(planned["file"].read_text())["recipe"] == planned["recipe"]
+
+
+def test_every_value_has_a_rule_and_a_source(planned: dict) -> None:
+    for name, entry in planned["recipe"].items():
+        assert entry["rule"] and entry["from"] in ("plan", "params"), name
+    recipe = recipe_of(planned)
+    assert recipe.batch_size == 6 and recipe.steps == recipe.epochs  # 6 images: one step an epoch
+
+
+def _fingerprint(n_train: int) -> dict:
+    return {"images": {"train": n_train, "val": 2, "test": 0}, "bit_depth": [8], "classes": {}}
+
+
+def test_training_length_is_steps_whatever_the_number_of_images() -> None:
+    params = Params()  # params.yaml
+    small, large = (recipe_of({"recipe": derive(params, _fingerprint(n), 4 * GFLOP)}) for n in (10, 1000))
+    assert small.batch_size == large.batch_size == 8
+    assert abs(small.steps - large.steps) <= 125  # one epoch of rounding at most
+    assert small.epochs > 40 * large.epochs
+
+
+def test_the_weight_average_follows_the_run_and_is_off_when_too_short() -> None:
+    params = Params()
+    long = recipe_of({"recipe": derive(params, _fingerprint(96), 3.7 * GFLOP)})
+    assert long.ema_decay == pytest.approx(1 - 1 / min(50, long.steps // 10), abs=1e-6)
+    short_params = copy.deepcopy(params)
+    short_params.train.budget_tflop = 0.5
+    short = derive(short_params, _fingerprint(96), 3.7 * GFLOP)
+    assert short["steps"]["value"] // 10 < EMA_MIN_HORIZON and short["ema_decay"]["value"] is None
+    assert "off below" in short["ema_decay"]["rule"]
+
+
+def test_a_number_in_params_wins_and_says_so() -> None:
+    params = Params.model_validate({"train": {"epochs": 3, "batch_size": 2, "ema_decay": None}})
+    recipe = derive(params, _fingerprint(96), 3.7 * GFLOP)
+    assert recipe["epochs"] == recipe["epochs"] | {"value": 3, "from": "params"}
+    assert recipe["batch_size"]["value"] == 2 and recipe["steps"]["value"] == 3 * 48
+    assert recipe["ema_decay"] == recipe["ema_decay"] | {"value": None, "from": "params"}
+
+
+def test_flips_follow_the_task() -> None:
+    fundus = derive(Params(), _fingerprint(8), GFLOP)
+    cells = derive(
+        Params.model_validate({"model": {"class_names": ["cell"]}, "data": {"source": "folder", "path": "x"}}),
+        _fingerprint(8),
+        GFLOP,
+    )
+    assert fundus["flip_axes"]["value"] == [1] and cells["flip_axes"]["value"] == [0, 1]
+
+
+def test_small_objects_are_flagged(tmp_path: Path) -> None:
+    fp = _fingerprint(8) | {"classes": {"cell": {"diameter_trained_px": {"p5": 3.2, "p50": 6.0}}}}
+    params = Params.model_validate({"model": {"class_names": ["cell"]}, "data": {"source": "folder", "path": "x"}})
+    assert "cell 3.2 px" in derive(params, fp, GFLOP)["resolution"]["warning"]
