@@ -17,6 +17,7 @@ from unetpp.data.dataset import PreparedDataset
 from unetpp.data.ingest import ingest
 from unetpp.data.synthetic import generate_fundus
 from unetpp.errors import DidNotLearn
+from unetpp.planning.recipe import Recipe
 from unetpp.training.guard import MARGIN, check_learning, trivial_dice
 
 
@@ -42,12 +43,14 @@ def _history(disc: float, cup: float) -> list[dict]:
 
 def test_a_learned_model_passes_and_an_unlearned_class_is_named(prepared: Path) -> None:
     params, val = tiny_params({"train": {"learning_guard": True}}), PreparedDataset(prepared, "val")
-    check_learning(_history(0.9, 0.8), params, val, n_train=6)
+    recipe = Recipe(batch_size=4, epochs=3, steps=6, step_size=2, ema_decay=0.9, flip_axes=(1,), translate_px=4)
+    check_learning(_history(0.9, 0.8), params, recipe, val, n_train=6)
     with pytest.raises(DidNotLearn) as failed:
-        check_learning(_history(0.9, 0.0), params, val, n_train=6)
+        check_learning(_history(0.9, 0.0), params, recipe, val, n_train=6)
     message = str(failed.value)
     assert "class 'cup': best validation Dice 0.0000 at epoch 1/3" in message and "'disc'" not in message
-    assert f"+ {MARGIN}" in message and "Likely causes:" in message and "optimizer steps" in message
+    assert f"+ {MARGIN}" in message and "Likely causes:" in message and "only 6 optimizer steps" in message
+    assert "the weight average (ema_decay 0.9, a horizon of ~10 steps) is long for a run of 6" in message
 
 
 def _unrelated_masks(root: Path, count: int = 10) -> Path:
