@@ -21,50 +21,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import tifffile
 import yaml
-from PIL import Image, ImageFilter
-
-from unetpp.data.synthetic import generate_fundus
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the generators live with the tests that use them too
+
+from tests.kinds import cells12, unrelated  # noqa: E402
+
 BIN = Path(sys.executable).parent
 SKIP = {".venv", ".git", ".dvc", ".prefect", "data", "models", "metrics", "plots", "mlruns", "dvc.lock"}
 SKIP |= {"model-store", "reports", "plans.json", ".torchserve"}
-
-
-def cells12(root: Path, count: int = 14, side: int = 400) -> list[str]:
-    """Gray 16-bit TIFFs with a 12-bit range; binary masks 0/255."""
-    for sub in ("images", "masks"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    yy, xx = np.mgrid[:side, :side]
-    for i in range(count):
-        rng = np.random.default_rng(1000 + i)
-        mask = np.zeros((side, side), bool)
-        signal = np.zeros((side, side))
-        for _ in range(int(rng.integers(20, 41))):
-            cy, cx, r = rng.uniform(10, side - 10), rng.uniform(10, side - 10), rng.uniform(4.5, 8)
-            blob = ((yy - cy) ** 2 + (xx - cx) ** 2) < r**2
-            mask |= blob
-            signal += blob * rng.uniform(0.5, 1.0)
-        smooth = np.asarray(Image.fromarray((signal * 255).astype(np.float32)).filter(ImageFilter.GaussianBlur(1.2)))
-        image = 300 + 2600 * smooth / 255 + rng.normal(0, 120, (side, side))
-        tifffile.imwrite(root / "images" / f"field{i:02d}.tif", np.clip(image, 0, 4095).astype(np.uint16))
-        Image.fromarray(mask.astype(np.uint8) * 255).save(root / "masks" / f"field{i:02d}.png")
-    return ["cell"]
-
-
-def unrelated(root: Path, count: int = 24) -> list[str]:
-    """Fundus photographs, each with the disc mask of another image."""
-    for sub in ("images", "masks"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    samples = [generate_fundus(i, 256, seed=31) for i in range(count)]
-    for i, s in enumerate(samples):
-        Image.fromarray(s.image).save(root / "images" / f"eye{i:02d}.png")
-        other = samples[(i + count // 2) % count].masks[0]
-        Image.fromarray(other.astype(np.uint8) * 255).save(root / "masks" / f"eye{i:02d}.png")
-    return ["disc"]
 
 
 KINDS = {"cells12": cells12, "unrelated": unrelated}

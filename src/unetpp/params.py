@@ -142,6 +142,9 @@ class TrainParams(BaseModel):
     min_dice: float = Field(
         0.1, ge=0, le=1, description="learning guard: every class's best validation Dice must reach this"
     )
+    min_skill: float = Field(
+        0.25, ge=0, lt=1, description="learning guard: share of the gap from the best trivial predictor's Dice to 1"
+    )
 
 
 class EvaluateParams(BaseModel):

@@ -9,16 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
 
+from tests.kinds import unrelated
 from tests.params import TINY, project_params, tiny_params
 from tests.project import run, tiny_project
 from unetpp.data.dataset import PreparedDataset
 from unetpp.data.ingest import ingest
-from unetpp.data.synthetic import generate_fundus
 from unetpp.errors import DidNotLearn
 from unetpp.planning.recipe import Recipe
-from unetpp.training.guard import MARGIN, check_learning, trivial_dice
+from unetpp.training.guard import check_learning, trivial_dice
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +27,28 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_trivial_dice_of_empty_and_full_masks(prepared: Path) -> None:
-    val = PreparedDataset(prepared, "val")
-    trivial = trivial_dice(val, ["disc", "cup"])
+def test_trivial_dice_of_empty_full_and_prior_masks(prepared: Path) -> None:
+    train, val = PreparedDataset(prepared, "train"), PreparedDataset(prepared, "val")
+    trivial = trivial_dice(train, val, ["disc", "cup"])
     for c, index in (("disc", 0), ("cup", 1)):
         expected = np.mean([2 * m.sum() / (m.sum() + m.size) for m in (np.load(p)["mask"][index] for p in val.paths)])
         assert trivial[c]["empty"] == 0.0  # the gate lets no empty mask through
         assert trivial[c]["all_foreground"] == pytest.approx(expected)
+        assert 0.0 <= trivial[c]["training_prior"] < 0.9
+
+
+def test_the_prior_predictor_scores_a_fixed_position_as_well_as_a_model_would(tmp_path: Path) -> None:
+    """Masks always in the same place: the prior alone scores 1, so nothing less counts as learning."""
+    for split, n in (("train", 3), ("val", 2)):
+        (tmp_path / "samples").mkdir(exist_ok=True)
+        for i in range(n):
+            mask = np.zeros((1, 16, 16), np.uint8)
+            mask[0, 4:9, 5:11] = 1
+            np.savez(tmp_path / "samples" / f"{split}{i}.npz", image=np.zeros((16, 16, 3), np.uint8), mask=mask)
+    rows = [f"{s}{i},{s}," for s, n in (("train", 3), ("val", 2)) for i in range(n)]
+    (tmp_path / "manifest.csv").write_text("id,split,error\n" + "\n".join(rows) + "\n")
+    trivial = trivial_dice(PreparedDataset(tmp_path, "train"), PreparedDataset(tmp_path, "val"), ["spot"])
+    assert trivial["spot"]["training_prior"] == 1.0
 
 
 def _history(disc: float, cup: float) -> list[dict]:
@@ -44,31 +58,22 @@ def _history(disc: float, cup: float) -> list[dict]:
 def test_a_learned_model_passes_and_an_unlearned_class_is_named(prepared: Path) -> None:
     params, val = tiny_params({"train": {"learning_guard": True}}), PreparedDataset(prepared, "val")
     recipe = Recipe(batch_size=4, epochs=3, steps=6, step_size=2, ema_decay=0.9, flip_axes=(1,), translate_px=4)
-    check_learning(_history(0.9, 0.8), params, recipe, val, n_train=6)
+    train = PreparedDataset(prepared, "train")
+    check_learning(_history(0.9, 0.8), params, recipe, train, val)
     with pytest.raises(DidNotLearn) as failed:
-        check_learning(_history(0.9, 0.0), params, recipe, val, n_train=6)
+        check_learning(_history(0.9, 0.0), params, recipe, train, val)
     message = str(failed.value)
     assert "class 'cup': best validation Dice 0.0000 at epoch 1/3" in message and "'disc'" not in message
-    assert f"+ {MARGIN}" in message and "Likely causes:" in message and "only 6 optimizer steps" in message
+    assert "train.min_skill 0.25 of the gap to 1" in message and "Likely causes:" in message
+    assert "only 6 optimizer steps" in message
     assert "the weight average (ema_decay 0.9, a horizon of ~10 steps) is long for a run of 6" in message
-
-
-def _unrelated_masks(root: Path, count: int = 10) -> Path:
-    """Fundus images, each with the disc mask of another image."""
-    for sub in ("images", "masks"):
-        (root / sub).mkdir(parents=True)
-    samples = [generate_fundus(i, 96, seed=21) for i in range(count)]
-    for i, s in enumerate(samples):
-        Image.fromarray(s.image).save(root / "images" / f"eye{i}.png")
-        other = samples[(i + count // 2) % count].masks[0]
-        Image.fromarray(other.astype(np.uint8) * 255).save(root / "masks" / f"eye{i}.png")
-    return root
 
 
 @pytest.mark.slow
 def test_dvc_repro_stops_at_train_when_masks_do_not_match_images(tmp_path: Path) -> None:
     project = tiny_project(tmp_path / "repo")
-    source = _unrelated_masks(tmp_path / "unrelated")
+    source = tmp_path / "unrelated"
+    unrelated(source, count=10, side=96)
     raw = project_params(
         TINY,
         {

@@ -269,7 +269,7 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
         if rank == 0:
             summary = _write_outputs(state.history, names, metrics_dir, models_dir, state.run_id, params)
             if tp.learning_guard:
-                guard(state.history, params, recipe, val_loader.dataset, len(train_loader.dataset))
+                guard(state.history, params, recipe, PreparedDataset(prepared, "train"), val_loader.dataset)
     finally:
         if run is not None:
             tracking.mlflow.end_run()
@@ -278,12 +278,14 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
     return summary
 
 
-def guard(history: list[dict[str, Any]], params: Params, recipe: Recipe, val: PreparedDataset, n_train: int) -> None:
+def guard(
+    history: list[dict[str, Any]], params: Params, recipe: Recipe, train: PreparedDataset, val: PreparedDataset
+) -> None:
     """The learning guard (`unetpp.training.guard`), its verdict tagged on the MLflow run."""
     from unetpp.registry import tracking
 
     try:
-        check_learning(history, params, recipe, val, n_train)
+        check_learning(history, params, recipe, train, val)
     except DidNotLearn as err:
         tracking.mlflow.set_tags({"learning_guard": "failed", "learning_guard.reason": str(err)[:5000]})
         raise
