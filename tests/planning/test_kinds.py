@@ -17,14 +17,14 @@ from tests.project import run, tiny_project
 @pytest.mark.slow
 def test_a_small_12bit_set_learns_with_the_plan(tmp_path: Path) -> None:
     source = tmp_path / "cells"
-    names = cells12(source, count=8, side=96, radius=(3, 5))
+    names = cells12(source, count=8, side=128)
     project = tiny_project(tmp_path / "repo")
     raw = project_params(
         {
-            "model": {"widths": [8, 16, 32, 64, 128], "class_names": names},
-            "data": {"source": "folder", "path": str(source), "image_size": 96},
+            "model": {"class_names": names},  # the shipped network and side
+            "data": {"source": "folder", "path": str(source)},
             "validate": {"min_train": 2},
-            "train": {"budget_tflop": 0.2},  # a short run: ~100 steps; every recipe value stays `auto`
+            "train": {"budget_tflop": 12.0},  # a short run: ~180 steps; every recipe value stays `auto`
         }
     )
     assert all(raw["train"][k] == "auto" for k in ("epochs", "batch_size", "step_size", "ema_decay"))
