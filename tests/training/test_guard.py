@@ -17,7 +17,7 @@ from unetpp.data.dataset import PreparedDataset
 from unetpp.data.ingest import ingest
 from unetpp.errors import DidNotLearn
 from unetpp.planning.recipe import Recipe
-from unetpp.training.guard import check_learning, trivial_dice
+from unetpp.training.guard import check_learning, stored_masks, trivial_dice
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_trivial_dice_of_empty_full_and_prior_masks(prepared: Path) -> None:
     train, val = PreparedDataset(prepared, "train"), PreparedDataset(prepared, "val")
-    trivial = trivial_dice(train, val, ["disc", "cup"])
+    trivial = trivial_dice(stored_masks(train), stored_masks(val), ["disc", "cup"])
     for c, index in (("disc", 0), ("cup", 1)):
         expected = np.mean([2 * m.sum() / (m.sum() + m.size) for m in (np.load(p)["mask"][index] for p in val.paths)])
         assert trivial[c]["empty"] == 0.0  # the gate lets no empty mask through
@@ -47,7 +47,8 @@ def test_the_prior_predictor_scores_a_fixed_position_as_well_as_a_model_would(tm
             np.savez(tmp_path / "samples" / f"{split}{i}.npz", image=np.zeros((16, 16, 3), np.uint8), mask=mask)
     rows = [f"{s}{i},{s}," for s, n in (("train", 3), ("val", 2)) for i in range(n)]
     (tmp_path / "manifest.csv").write_text("id,split,error\n" + "\n".join(rows) + "\n")
-    trivial = trivial_dice(PreparedDataset(tmp_path, "train"), PreparedDataset(tmp_path, "val"), ["spot"])
+    train, val = (stored_masks(PreparedDataset(tmp_path, split)) for split in ("train", "val"))
+    trivial = trivial_dice(train, val, ["spot"])
     assert trivial["spot"]["training_prior"] == 1.0
 
 

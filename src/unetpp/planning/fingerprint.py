@@ -18,9 +18,10 @@ def _percentiles(values: np.ndarray, qs: tuple[float, ...]) -> dict[str, float]:
     return {f"p{q:g}": round(float(np.percentile(values, q)), 3) for q in qs}
 
 
-def _diameters(rows: pd.DataFrame, name: str) -> np.ndarray:
-    column = rows.get(f"diameters_{name}", pd.Series(dtype=str)).fillna("")
-    return np.array([float(d) for cell in column for d in str(cell).split()], dtype=float)
+def _diameters(rows: pd.DataFrame, name: str) -> list[np.ndarray]:
+    """Per manifest row, the equivalent diameters of the class's objects (source pixels)."""
+    column = rows[f"diameters_{name}"].fillna("")
+    return [np.array(str(cell).split(), dtype=float) for cell in column]
 
 
 def intensity_percentiles(prepared: Path, ids: list[str], limit: int = 64) -> dict[str, float]:
@@ -40,13 +41,15 @@ def fingerprint(prepared: Path, class_names: list[str], image_size: int) -> dict
     side = np.sqrt(rows["width"].to_numpy(float) * rows["height"].to_numpy(float))
     classes = {}
     for c in class_names:
-        diameters = _diameters(rows, c)
+        per_row = _diameters(rows, c)
+        diameters = np.concatenate([*per_row, np.zeros(0)])
+        # what is left of each object's diameter once its image is resized to image_size
+        trained = np.concatenate([*(d * image_size / s for d, s in zip(per_row, side, strict=True)), np.zeros(0)])
         classes[c] = {
             "foreground_fraction": _percentiles(rows[f"fg_{c}"].to_numpy(float), (0, 50, 100)),
             "objects_per_image": round(diameters.size / max(len(rows), 1), 2),
             "diameter_source_px": _percentiles(diameters, (5, 50)),
-            # what is left of an object's diameter once the image is resized to image_size
-            "diameter_trained_px": _percentiles(diameters * image_size / np.repeat(side, _counts(rows, c)), (5, 50)),
+            "diameter_trained_px": _percentiles(trained, (5, 50)),
         }
     return {
         "images": {s: int((rows["split"] == s).sum()) for s in ("train", "val", "test")},
@@ -60,8 +63,3 @@ def fingerprint(prepared: Path, class_names: list[str], image_size: int) -> dict
         "classes": classes,
     }
 
-
-def _counts(rows: pd.DataFrame, name: str) -> np.ndarray:
-    """Objects per row, in manifest order (to give each diameter its own image's side)."""
-    column = rows.get(f"diameters_{name}", pd.Series([""] * len(rows), index=rows.index)).fillna("")
-    return np.array([len(str(cell).split()) for cell in column], dtype=int)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,10 +125,7 @@ def recipe_of(plan: dict[str, Any]) -> Recipe:
 
 
 def load_recipe(path: Path) -> Recipe:
+    """The resolved recipe in `plans.json` at `path`."""
     if not path.is_file():
         raise UserError(f"{path}: no plan; run `unetpp plan` (or `dvc repro plan`) first")
     return recipe_of(json.loads(path.read_text()))
-
-
-def as_dict(recipe: Recipe) -> dict[str, Any]:
-    return asdict(recipe)

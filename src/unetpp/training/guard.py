@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
+from monai.metrics import compute_dice
 
 from unetpp.data.dataset import PreparedDataset
 from unetpp.errors import DidNotLearn
@@ -24,8 +26,8 @@ from unetpp.params import Params
 from unetpp.planning.recipe import Recipe
 
 
-def _masks(dataset: PreparedDataset) -> np.ndarray:
-    """(images, classes, H, W) bool: the split's stored masks."""
+def stored_masks(dataset: PreparedDataset) -> np.ndarray:
+    """(images, classes, H, W) bool: the split's masks as ingest stored them."""
     stacked = []
     for path in dataset.paths:
         with np.load(path) as npz:
@@ -33,28 +35,28 @@ def _masks(dataset: PreparedDataset) -> np.ndarray:
     return np.stack(stacked)
 
 
-def _dice(pred: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Per image Dice of one (H, W) prediction against (images, H, W) masks; 1 when both are empty."""
-    inter = (masks & pred).reshape(len(masks), -1).sum(1)
-    total = masks.reshape(len(masks), -1).sum(1) + pred.sum()
-    return np.where(total == 0, 1.0, 2 * inter / np.maximum(total, 1))
+def _mean_dice(pred: np.ndarray, masks: np.ndarray) -> float:
+    """Mean Dice of one (H, W) prediction against (images, H, W) masks, scored like the metrics
+    (MONAI `compute_dice`, an empty mask and an empty prediction agree)."""
+    target = torch.from_numpy(masks[:, None]).float()
+    guess = torch.from_numpy(np.broadcast_to(pred, masks.shape)[:, None].copy()).float()
+    return float(compute_dice(guess, target, include_background=True, ignore_empty=False).mean())
 
 
 PRIOR_LEVELS = np.linspace(0.05, 0.95, 19)
 
 
-def trivial_dice(train: PreparedDataset, val: PreparedDataset, names: list[str]) -> dict[str, dict[str, float]]:
-    """Per class, the mean validation Dice of the empty, the all-foreground and the training-prior mask."""
-    train_masks, val_masks = _masks(train), _masks(val)
+def trivial_dice(train: np.ndarray, val: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
+    """Per class, the mean validation Dice of the empty, the all-foreground and the training-prior mask,
+    from the stored masks of both splits (`stored_masks`)."""
     out = {}
     for k, c in enumerate(names):
-        prior = train_masks[:, k].mean(0)
-        level = max(PRIOR_LEVELS, key=lambda t: _dice(prior >= t, train_masks[:, k]).mean())
-        masks = val_masks[:, k]
+        prior = train[:, k].mean(0)
+        level = max(PRIOR_LEVELS, key=lambda t: _mean_dice(prior >= t, train[:, k]))
         out[c] = {
-            "empty": float(_dice(np.zeros_like(prior, bool), masks).mean()),
-            "all_foreground": float(_dice(np.ones_like(prior, bool), masks).mean()),
-            "training_prior": float(_dice(prior >= level, masks).mean()),
+            "empty": _mean_dice(np.zeros_like(prior, bool), val[:, k]),
+            "all_foreground": _mean_dice(np.ones_like(prior, bool), val[:, k]),
+            "training_prior": _mean_dice(prior >= level, val[:, k]),
         }
     return out
 
@@ -80,7 +82,7 @@ def likely_causes(
             f"the class covers only ~{fg_pixels:.0f} px per image at {size} px (data.image_size): "
             "its objects may be too small at this resolution"
         )
-    if trivial["training_prior"] > 0.5 * max(trivial.values()) and trivial["training_prior"] > 0.1:
+    if trivial["training_prior"] == max(trivial.values()) and trivial["training_prior"] > 0.1:
         causes.append("the model scores about what the training masks' prior does: it learned where, not what")
     if max(trivial["empty"], trivial["all_foreground"]) > 0.5:
         causes.append("a trivial mask already scores high: the class fills most of the image, or is mostly absent")
@@ -93,14 +95,15 @@ def check_learning(
 ) -> None:
     """Raise `DidNotLearn` naming each class that did not learn, its best Dice and epoch, and likely causes."""
     names = params.model.class_names
-    trivial, n_train = trivial_dice(train, val, names), len(train)
+    val_masks = stored_masks(val)
+    trivial, n_train = trivial_dice(stored_masks(train), val_masks, names), len(train)
     failed = []
     for c in names:
         best = max(history, key=lambda r: r[f"dice_{c}"])
         base = max(trivial[c].values())
         dice, bar = best[f"dice_{c}"], max(base + params.train.min_skill * (1 - base), params.train.min_dice)
         if dice < bar:
-            pixels = _mean_foreground_pixels(val, names.index(c))
+            pixels = float(val_masks[:, names.index(c)].sum((1, 2)).mean())
             causes = "; ".join(likely_causes(params, recipe, n_train, trivial[c], pixels))
             failed.append(
                 f"class {c!r}: best validation Dice {dice:.4f} at epoch {best['epoch']}/{len(history)}, under "
@@ -113,10 +116,3 @@ def check_learning(
     if failed:
         raise DidNotLearn("the model did not learn: " + " | ".join(failed))
 
-
-def _mean_foreground_pixels(dataset: PreparedDataset, index: int) -> float:
-    total = 0.0
-    for path in dataset.paths:
-        with np.load(path) as npz:
-            total += float(npz["mask"][index].sum())
-    return total / len(dataset.paths)

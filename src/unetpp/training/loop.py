@@ -14,7 +14,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from unetpp.evaluation.metrics import SegmentationMetrics
 from unetpp.nn.checkpoint import atomic_save, model_payload
 from unetpp.nn.networks import NodeNet, build_model, head_probabilities
 from unetpp.params import Params
-from unetpp.planning.recipe import Recipe, as_dict, load_recipe
+from unetpp.planning.recipe import Recipe, load_recipe
 from unetpp.training.averaging import kept_model, weight_average
 from unetpp.training.devices import autocast, distributed, training_device
 from unetpp.training.guard import check_learning
@@ -45,7 +45,7 @@ def fingerprint(params: Params, recipe: Recipe, manifest: Path) -> str:
     spec = dict(
         model=params.model.model_dump(),
         train=params.train.model_dump(),
-        recipe=as_dict(recipe),
+        recipe=asdict(recipe),
         size=params.data.image_size,
     )
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
@@ -112,7 +112,9 @@ def resume(state: TrainState, last_path: Path, fp: str, device: torch.device) ->
     return True
 
 
-def open_run(params: Params, state: TrainState, manifest: Path, plans: Path, device: torch.device, world: int) -> Any:
+def open_run(
+    params: Params, state: TrainState, manifest: Path, plans: Path, recipe: Recipe, device: torch.device, world: int
+) -> Any:
     """Start (or reopen, when resuming) the pipeline's MLflow run; a new run gets params, the plan and tags."""
     from unetpp.registry import tracking
 
@@ -120,7 +122,7 @@ def open_run(params: Params, state: TrainState, manifest: Path, plans: Path, dev
     run = tracking.mlflow.start_run(run_id=state.run_id, experiment_id=experiment_id)
     if state.run_id is None:
         tracking.mlflow.log_params(_flat(params.model_dump(by_alias=True)))
-        tracking.mlflow.log_params({f"plan.{k}": v for k, v in as_dict(load_recipe(plans)).items()})
+        tracking.mlflow.log_params({f"plan.{k}": v for k, v in asdict(recipe).items()})
         tracking.mlflow.log_artifact(str(plans), "plan")
         tracking.mlflow.set_tags(
             {
@@ -236,7 +238,7 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
         say(f"resuming from {last_path} after epoch {state.epoch}")
     net = DistributedDataParallel(state.model) if world > 1 else state.model
 
-    run = open_run(params, state, manifest, plans, device, world) if rank == 0 else None
+    run = open_run(params, state, manifest, plans, recipe, device, world) if rank == 0 else None
     try:
         while state.epoch < recipe.epochs:
             set_epoch(train_loader, tp.seed, state.epoch)
