@@ -1,7 +1,7 @@
 """Vertical cup-to-disc ratio of the served model on generated fundus images of known ratio.
 
 Runs the champion archive's model (newest in the model store) through the serving path in process —
-PNG bytes → `decode_request` → `preprocess` → pruned model → masks at the input size → `anatomical` →
+PNG bytes → `decode_request` → `network_input` → pruned model → masks at the input size → `anatomical` →
 `readout` — on `--count` images from a generator seed the training data does not use, and compares
 the read-out ratio with the one of the generator's masks. Prints the mean and worst absolute error
 and the share within ±0.05.
@@ -19,9 +19,9 @@ from PIL import Image
 
 from unetpp.data.synthetic import generate_fundus
 from unetpp.params import load_params
-from unetpp.runtime.inference import optimize_for_inference, run_inference
+from unetpp.runtime.geometry import Geometry, network_input, segment
+from unetpp.runtime.inference import optimize_for_inference
 from unetpp.runtime.payload import Limits, decode_request
-from unetpp.runtime.preprocess import preprocess
 from unetpp.runtime.readout import anatomical, masks_at, readout
 from unetpp.serving.server import Server, load_archive
 
@@ -45,7 +45,8 @@ def main() -> None:
         buf = io.BytesIO()
         Image.fromarray(sample.image).save(buf, format="PNG")
         image = decode_request(buf.getvalue(), "image/png", limits)
-        probs = run_inference(served, preprocess(image, meta["image_size"], model.config["in_channels"])[None])[0]
+        geometry = Geometry.of(meta)
+        probs = segment(served, network_input(image, geometry, model.config["in_channels"])[None], geometry)[0]
         masks = anatomical(masks_at(probs, *image.shape[:2]), meta["class_names"])
         cdr = readout(masks, meta["class_names"])["vertical_cdr"]
         if cdr is None:

@@ -5,6 +5,8 @@ Prints each kind's plan (the recipe and its rules), the validation Dice it reach
 Kinds:
 - `cells12`: 14 gray 400x400 images, 16-bit TIFF holding a 12-bit range (0..4095), 20-40 bright blobs
   of 9-16 px on a dark, noisy background (microscopy-like).
+- `specks`: 12 RGB 1024x1024 images, 8-20 small dark targets of 8-14 px on a textured, unevenly lit
+  background (large images, small targets: the plan trains on patches).
 - `unrelated`: 24 fundus photographs whose disc masks belong to other images (the learning guard's case).
 
 Usage: python bench/data_kinds.py [--kinds cells12 unrelated] [--work /tmp/kinds]
@@ -26,14 +28,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the generators live with the tests that use them too
 
-from tests.kinds import cells12, unrelated  # noqa: E402
+from tests.kinds import cells12, specks, unrelated  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SKIP = {".venv", ".git", ".dvc", ".prefect", "data", "models", "metrics", "plots", "mlruns", "dvc.lock"}
 SKIP |= {"model-store", "reports", "plans.json", ".torchserve"}
 
 
-KINDS = {"cells12": cells12, "unrelated": unrelated}
+KINDS = {"cells12": cells12, "specks": specks, "unrelated": unrelated}
 
 
 def run_kind(kind: str, work: Path) -> dict:

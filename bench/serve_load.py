@@ -32,9 +32,9 @@ from rich.table import Table
 from unetpp.data.synthetic import generate_fundus
 from unetpp.evaluation.profile import median_latency_ms
 from unetpp.params import load_params
+from unetpp.runtime.geometry import Geometry, network_input
 from unetpp.runtime.images import decode_image, to_rgb8
 from unetpp.runtime.inference import optimize_for_inference, run_inference
-from unetpp.runtime.preprocess import preprocess
 from unetpp.serving.server import Server, load_archive
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -71,7 +71,7 @@ def raw_forward_ms(server: Server, image: np.ndarray, repeats: int = 200) -> tup
     model, meta = load_archive(server.newest_archive())
     torch.set_num_threads(server.cfg.threads)
     served = optimize_for_inference(model, channels_last=True)
-    x = preprocess(image, meta["image_size"], model.config["in_channels"])[None]
+    x = network_input(image, Geometry.of(meta), model.config["in_channels"])[None]
     ms = median_latency_ms(lambda: run_inference(served, x), warmup=20, repeats=repeats)
     return ms, f"L{model.config['level']} {model.config['mode']} at {meta['image_size']} px"
 

@@ -33,6 +33,29 @@ def cells12(root: Path, count: int = 14, side: int = 400, radius: tuple[float, f
     return ["cell"]
 
 
+def specks(root: Path, count: int = 12, side: int = 1024, radius: tuple[float, float] = (4, 7)) -> list[str]:
+    """Large RGB 8-bit PNGs (`side` px) of a textured, unevenly lit background holding 8-20 small
+    dark round targets of `radius` px (a few hundredths of the side: whole-image resizing erases them);
+    binary masks 0/255. Returns the class names."""
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:side, :side] / side
+    for i in range(count):
+        rng = np.random.default_rng(2000 + i)
+        mask = np.zeros((side, side), bool)
+        light = 0.75 + 0.25 * np.sin(2 * np.pi * (yy * rng.uniform(0.5, 1.5) + xx * rng.uniform(0.5, 1.5)))
+        texture = ndimage.gaussian_filter(rng.normal(0, 1, (side, side)), 3) * 6
+        for _ in range(int(rng.integers(8, 21))):
+            cy, cx, r = [*rng.uniform(0.03, 0.97, 2).tolist(), rng.uniform(*radius) / side]
+            mask |= ((yy - cy) ** 2 + (xx - cx) ** 2) < r**2
+        gray = (light * 200 + texture) * np.where(ndimage.gaussian_filter(mask.astype(float), 1.0) > 0.5, 0.45, 1.0)
+        tint = np.array([1.0, 0.82, 0.9]) * rng.uniform(0.9, 1.1, 3)
+        image = np.clip(gray[..., None] * tint + rng.normal(0, 6, (side, side, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(image).save(root / "images" / f"slide{i:02d}.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(root / "masks" / f"slide{i:02d}.png")
+    return ["target"]
+
+
 def unrelated(root: Path, count: int = 24, side: int = 256) -> list[str]:
     """Fundus photographs, each with the disc mask of another image (the learning guard's case)."""
     for sub in ("images", "masks"):

@@ -30,5 +30,5 @@ def test_nn_and_runtime_import_only_what_ships(room: str) -> None:
 def test_the_handler_needs_only_what_ships() -> None:
     handler = ast.parse((SRC / "unetpp" / "serving" / "handler.py").read_text())
     needed = closure(imported_names(handler))
-    assert {"unetpp.nn.checkpoint", "unetpp.runtime.preprocess"} <= needed
+    assert {"unetpp.nn.checkpoint", "unetpp.runtime.preprocess", "unetpp.runtime.geometry"} <= needed
     assert all(_shipped(m) for m in needed), sorted(m for m in needed if not _shipped(m))

@@ -80,7 +80,9 @@ class DataParams(BaseModel):
 
     source: Literal["synthetic", "drishti", "folder"] = "synthetic"
     path: str | None = None
-    image_size: int = Field(128, ge=16, description="side of the square images trained on and served")
+    image_size: int = Field(
+        128, ge=16, description="the network's input side: the whole image resized to it, or the patch side"
+    )
     val_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = 0
     crop_to_disc: bool = False
@@ -121,6 +123,9 @@ class TrainParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     budget_tflop: float = Field(42.5, gt=0, description="training compute (TFLOP): buys the optimizer steps")
+    scale: Auto | Literal["whole"] | Annotated[float, Field(gt=0, le=1)] = Field(
+        "auto", description="whole: the image resized to data.image_size; a number: patches of it at source x scale"
+    )
     epochs: Auto | PositiveInt = "auto"
     batch_size: Auto | PositiveInt = "auto"
     lr: float = Field(1e-3, gt=0)

@@ -13,8 +13,11 @@ from unetpp.data.ingest import ingest
 from unetpp.params import Params
 from unetpp.planning.plan import plan
 from unetpp.planning.recipe import EMA_MIN_HORIZON, derive, recipe_of
+from unetpp.runtime.geometry import Geometry
 
 GFLOP = 10**9
+WHOLE = Geometry("whole", 128)
+WHOLE_ENTRY = (WHOLE, {"value": WHOLE.as_dict(), "from": "plan", "rule": "the resolution rule"})
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +52,7 @@ def _fingerprint(n_train: int) -> dict:
 
 def test_training_length_is_steps_whatever_the_number_of_images() -> None:
     params = Params()  # params.yaml
-    small, large = (recipe_of({"recipe": derive(params, _fingerprint(n), 4 * GFLOP)}) for n in (10, 1000))
+    small, large = (recipe_of({"recipe": derive(params, _fingerprint(n), 4 * GFLOP, WHOLE_ENTRY)}) for n in (10, 1000))
     assert small.batch_size == large.batch_size == 8
     assert abs(small.steps - large.steps) <= 125  # one epoch of rounding at most
     assert small.epochs > 40 * large.epochs
@@ -57,29 +60,30 @@ def test_training_length_is_steps_whatever_the_number_of_images() -> None:
 
 def test_the_weight_average_follows_the_run_and_is_off_when_too_short() -> None:
     params = Params()
-    long = recipe_of({"recipe": derive(params, _fingerprint(96), 3.7 * GFLOP)})
+    long = recipe_of({"recipe": derive(params, _fingerprint(96), 3.7 * GFLOP, WHOLE_ENTRY)})
     assert long.ema_decay == pytest.approx(1 - 1 / min(50, long.steps // 10), abs=1e-6)
     short_params = copy.deepcopy(params)
     short_params.train.budget_tflop = 0.5
-    short = derive(short_params, _fingerprint(96), 3.7 * GFLOP)
+    short = derive(short_params, _fingerprint(96), 3.7 * GFLOP, WHOLE_ENTRY)
     assert short["steps"]["value"] // 10 < EMA_MIN_HORIZON and short["ema_decay"]["value"] is None
     assert "off below" in short["ema_decay"]["rule"]
 
 
 def test_a_number_in_params_wins_and_says_so() -> None:
     params = Params.model_validate({"train": {"epochs": 3, "batch_size": 2, "ema_decay": None}})
-    recipe = derive(params, _fingerprint(96), 3.7 * GFLOP)
+    recipe = derive(params, _fingerprint(96), 3.7 * GFLOP, WHOLE_ENTRY)
     assert recipe["epochs"] == recipe["epochs"] | {"value": 3, "from": "params"}
     assert recipe["batch_size"]["value"] == 2 and recipe["steps"]["value"] == 3 * 48
     assert recipe["ema_decay"] == recipe["ema_decay"] | {"value": None, "from": "params"}
 
 
 def test_flips_follow_the_task() -> None:
-    fundus = derive(Params(), _fingerprint(8), GFLOP)
+    fundus = derive(Params(), _fingerprint(8), GFLOP, WHOLE_ENTRY)
     cells = derive(
         Params.model_validate({"model": {"class_names": ["cell"]}, "data": {"source": "folder", "path": "x"}}),
         _fingerprint(8),
         GFLOP,
+        WHOLE_ENTRY,
     )
     assert fundus["flip_axes"]["value"] == [1] and cells["flip_axes"]["value"] == [0, 1]
 
@@ -87,4 +91,4 @@ def test_flips_follow_the_task() -> None:
 def test_small_objects_are_flagged(tmp_path: Path) -> None:
     fp = _fingerprint(8) | {"classes": {"cell": {"diameter_trained_px": {"p5": 3.2, "p50": 6.0}}}}
     params = Params.model_validate({"model": {"class_names": ["cell"]}, "data": {"source": "folder", "path": "x"}})
-    assert "cell 3.2 px" in derive(params, fp, GFLOP)["resolution"]["warning"]
+    assert "cell 3.2 px" in derive(params, fp, GFLOP, WHOLE_ENTRY)["geometry"]["warning"]

@@ -1,5 +1,5 @@
 """The one preprocessing: mask resizing keeps boundaries where the image's are, areas kept, the cup in
-the disc; ingest + dataset and a request's `preprocess` agree for gray and RGB models."""
+the disc; ingest + dataset and a request's `network_input` agree for gray and RGB models."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from tests.params import tiny_params
 from unetpp.data.dataset import PreparedDataset
 from unetpp.data.ingest import ingest
 from unetpp.data.synthetic import generate_fundus
-from unetpp.runtime.preprocess import preprocess, resize_masks
+from unetpp.runtime.geometry import Geometry, network_input
+from unetpp.runtime.preprocess import resize_masks
 
 
 def _ellipse(size: int, cy: float, cx: float, ry: float, rx: float) -> np.ndarray:
@@ -41,17 +42,17 @@ def test_same_size_is_unchanged() -> None:
 
 @pytest.mark.parametrize("in_channels", [1, 3])
 def test_the_dataset_sees_what_a_request_becomes(tmp_path, in_channels: int) -> None:
-    """Ingest + the dataset, and `preprocess` of the same decoded image, give the same tensor."""
+    """Ingest + the dataset, and `network_input` of the same decoded image, give the same tensor."""
     params = tiny_params({"model": {"in_channels": in_channels}, "data": {"synthetic": {"count": 6}}})
     ingest(params, tmp_path / "prepared")
     dataset = PreparedDataset(tmp_path / "prepared", "val")
     index = int(dataset.ids[0].rsplit("_", 1)[1])
     source = generate_fundus(index, params.data.synthetic.size, params.data.synthetic.seed).image
-    x = preprocess(source, params.data.image_size, in_channels)
+    x = network_input(source, Geometry("whole", params.data.image_size), in_channels)
     assert x.shape == (in_channels, 48, 48)
     assert torch.equal(dataset[0][0], x)
 
 
 def test_other_channel_counts_are_refused() -> None:
     with pytest.raises(ValueError, match="in_channels must be 1"):
-        preprocess(np.zeros((8, 8, 3), np.uint8), 8, 2)
+        network_input(np.zeros((8, 8, 3), np.uint8), Geometry("whole", 8), 2)

@@ -18,8 +18,8 @@ from tests.models import fit_tiny, log_selection
 from tests.serving.conftest import make_project, serve_champion
 from unetpp.data.synthetic import generate_fundus
 from unetpp.registry.promotion import Registry
+from unetpp.runtime.geometry import Geometry, network_input
 from unetpp.runtime.inference import optimize_for_inference
-from unetpp.runtime.preprocess import preprocess
 from unetpp.runtime.readout import anatomical, masks_at, rle_decode
 from unetpp.serving.server import Server, load_archive
 
@@ -54,7 +54,7 @@ def _matches_in_process(server: Server, image: np.ndarray) -> None:
     model, meta = load_archive(server.newest_archive())
     model = optimize_for_inference(model)
     with torch.inference_mode():
-        probs = model(preprocess(image, meta["image_size"], model.config["in_channels"])[None])[0]
+        probs = model(network_input(image, Geometry.of(meta), model.config["in_channels"])[None])[0]
     expected = anatomical(masks_at(probs, *image.shape[:2]), ["disc", "cup"])
     for name, mask in zip(("disc", "cup"), expected, strict=True):
         got = rle_decode(answer["classes"][name]["rle"])

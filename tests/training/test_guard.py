@@ -17,6 +17,7 @@ from unetpp.data.dataset import PreparedDataset
 from unetpp.data.ingest import ingest
 from unetpp.errors import DidNotLearn
 from unetpp.planning.recipe import Recipe
+from unetpp.runtime.geometry import Geometry
 from unetpp.training.guard import check_learning, stored_masks, trivial_dice
 
 
@@ -58,7 +59,17 @@ def _history(disc: float, cup: float) -> list[dict]:
 
 def test_a_learned_model_passes_and_an_unlearned_class_is_named(prepared: Path) -> None:
     params, val = tiny_params({"train": {"learning_guard": True}}), PreparedDataset(prepared, "val")
-    recipe = Recipe(batch_size=4, epochs=3, steps=6, step_size=2, ema_decay=0.9, flip_axes=(1,), translate_px=4)
+    recipe = Recipe(
+        batch_size=4,
+        epochs=3,
+        steps=6,
+        step_size=2,
+        ema_decay=0.9,
+        flip_axes=(1,),
+        translate_px=4,
+        geometry=Geometry("whole", 48),
+        val_every=1,
+    )
     train = PreparedDataset(prepared, "train")
     check_learning(_history(0.9, 0.8), params, recipe, train, val)
     with pytest.raises(DidNotLearn) as failed:

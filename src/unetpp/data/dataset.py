@@ -13,20 +13,25 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from unetpp.data.ingest import load_manifest
 from unetpp.errors import UserError
 from unetpp.params import DataParams
-from unetpp.runtime.preprocess import standardize, to_model_input, to_unit_tensor
+from unetpp.runtime.geometry import Geometry
+from unetpp.runtime.preprocess import resize_image, resize_masks, standardize, to_model_input, to_unit_tensor
 
 set_track_meta(False)  # plain tensors out of MONAI transforms: no metadata bookkeeping per sample
 
 
 class PreparedDataset(Dataset):
-    """(image, mask) pairs of one split: image (C, H, W) standardised, mask (classes, H, W) in [0, 1].
+    """(image, mask) pairs of one split: image (C, H, W) standardised, mask (classes, H, W) in [0, 1], on
+    the plan's grid (`geometry`): the whole image at data.image_size, or the resampled source (training
+    takes patches of it through `augment`; validation gets it whole, for sliding windows).
 
     Masks are binary except where augmentation resamples them: there they are interpolated
     bilinearly, so a boundary pixel carries the fraction of it that is inside (no staircase of
     nearest-neighbour labels half a pixel off the image's boundary).
     """
 
-    def __init__(self, prepared: Path, split: str, *, augment: Compose | None = None) -> None:
+    def __init__(
+        self, prepared: Path, split: str, *, augment: Compose | None = None, geometry: Geometry | None = None
+    ) -> None:
         manifest = load_manifest(prepared)
         rows = manifest[(manifest["split"] == split) & manifest["error"].isna()]
         if rows.empty:
@@ -34,6 +39,9 @@ class PreparedDataset(Dataset):
         self.ids = rows["id"].astype(str).tolist()
         self.paths = [prepared / "samples" / f"{i}.npz" for i in self.ids]
         self.augment = augment  # `unetpp.data.augment.train_augmentation`, or None: as stored
+        # None or whole: the arrays ingest stored at data.image_size; patch: the source resampled to the grid
+        self.geometry = geometry if geometry is not None and geometry.mode == "patch" else None
+        self._resampled: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def reseed(self, seed: int) -> None:
         """Restart the augmentation stream: training reseeds per epoch, so a resumed run matches."""
@@ -43,13 +51,25 @@ class PreparedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W, C) uint8 image and (classes, H, W) uint8 masks on the network's grid (not augmented)."""
+        if self.geometry is None:
+            with np.load(self.paths[index]) as npz:
+                return npz["image"], npz["mask"]
+        if index not in self._resampled:  # resampling a large image costs more than a training step's share
+            with np.load(self.paths[index]) as npz:
+                image, mask = npz["source_image"], npz["source_mask"]
+            shape = self.geometry.shape_of(*image.shape[:2])
+            self._resampled[index] = resize_image(image, shape), resize_masks(mask, shape).astype(np.uint8)
+        return self._resampled[index]
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        with np.load(self.paths[index]) as npz:
-            image, mask = npz["image"], npz["mask"]
+        image, mask = self.arrays(index)
         mask_t = torch.from_numpy(mask.astype(np.float32))
         if self.augment is None:
             return to_model_input(image), mask_t
         out = self.augment({"image": to_unit_tensor(image), "mask": mask_t})
+        out = out[0] if isinstance(out, list) else out  # patch sampling returns a list of one
         return standardize(torch.as_tensor(out["image"])), torch.as_tensor(out["mask"]).clamp(0.0, 1.0)
 
 

@@ -1,4 +1,5 @@
-"""The ingest stage: read the source, prepare fixed-size arrays and a manifest, gate, then swap in.
+"""The ingest stage: read the source, prepare arrays (fixed-size and at the source resolution) and a
+manifest, gate, then swap in.
 
 Everything is written to a staging folder beside `data/prepared` first. Only when the manifest
 passes the data gate (`unetpp.validate`) does staging replace the old folder, so a failing ingest
@@ -21,7 +22,7 @@ from unetpp.data.sources import READERS, Loaded, RawSample
 from unetpp.errors import UserError
 from unetpp.params import Params
 from unetpp.runtime.images import ImageReadError
-from unetpp.runtime.preprocess import prepare_image, resize_masks
+from unetpp.runtime.preprocess import prepare_image, resize_masks, to_channels
 
 MANIFEST = "manifest.csv"
 
@@ -64,9 +65,17 @@ def prepare_sample(raw: RawSample, params: Params, samples_dir: Path) -> dict[st
     image, masks = (
         _crop_to_disc(loaded, data.crop_scale) if data.crop_to_disc and params.fundus else (loaded.image, loaded.masks)
     )
+    source_image, source_masks = to_channels(image, params.model.in_channels), masks
     image = prepare_image(image, data.image_size, params.model.in_channels)
     masks = resize_masks(masks, data.image_size)
-    np.savez(samples_dir / f"{raw.id}.npz", image=image, mask=masks.astype(np.uint8))
+    # the whole image at data.image_size, and the source resolution for a plan that trains on patches
+    np.savez(
+        samples_dir / f"{raw.id}.npz",
+        image=image,
+        mask=masks.astype(np.uint8),
+        source_image=source_image,
+        source_mask=source_masks.astype(np.uint8),
+    )
     row.update(
         width=loaded.image.shape[1],
         height=loaded.image.shape[0],

@@ -1,8 +1,9 @@
 """The evaluate stage: every pruning level x mode on the validation split — accuracy and cost.
 
-Each variant is the pruned module that would ship (`prune`, batch norm folded, channels_last):
-Dice, IoU and BCE per class, parameters, GFLOPs at the serving resolution, and the median latency
-of batch-1 calls on the serving device.
+Each variant is the pruned module that would ship (`prune`, batch norm folded, channels_last), run
+the way it is served (`unetpp.runtime.geometry`: one forward, or sliding windows): Dice, IoU and BCE
+per class on the network's grid, parameters, GFLOPs and the median latency of batch-1 calls on the
+serving device for the median validation image.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from unetpp.evaluation.profile import count_flops, median_latency_ms
 from unetpp.nn.checkpoint import load_checkpoint
 from unetpp.nn.networks import count_parameters, variants
 from unetpp.params import Params
-from unetpp.runtime.inference import optimize_for_inference, resolve_device, run_inference
+from unetpp.runtime.geometry import Geometry, segment
+from unetpp.runtime.inference import optimize_for_inference, resolve_device
 
 
 def variant_key(level: int, mode: str) -> str:
@@ -29,13 +31,29 @@ def variant_key(level: int, mode: str) -> str:
 
 
 def score(
-    served: torch.nn.Module, loader: Iterable, names: list[str], device: torch.device, *, channels_last: bool
+    served: torch.nn.Module,
+    loader: Iterable,
+    names: list[str],
+    device: torch.device,
+    geometry: Geometry,
+    *,
+    channels_last: bool,
 ) -> dict[str, dict[str, float]]:
-    """Dice, IoU and BCE per class (and their mean) of a probability-returning module over `loader`."""
+    """Dice, IoU and BCE per class (and their mean) of a probability-returning module over `loader`, on the
+    network's grid (`geometry`: one forward, or sliding windows)."""
     metrics = SegmentationMetrics(names)
     for x, y in loader:
-        metrics.update(run_inference(served, x.to(device), channels_last=channels_last), y.to(device))
+        metrics.update(segment(served, x.to(device), geometry, channels_last=channels_last), y.to(device))
     return metrics.compute()
+
+
+def val_loader(prepared: Path, params: Params, geometry: Geometry) -> Iterable:
+    """The validation split on `geometry`'s grid: batches of evaluate.batch_size, or single images of any
+    size for sliding windows."""
+    batch = params.evaluate.batch_size if geometry.mode == "whole" else 1
+    return make_loader(
+        PreparedDataset(prepared, "val", geometry=geometry), params.data, batch_size=batch, shuffle=False
+    )
 
 
 def measure(
@@ -45,19 +63,22 @@ def measure(
     loader: Iterable,
     names: list[str],
     probe: torch.Tensor,
+    geometry: Geometry,
     params: Params,
     *,
     channels_last: bool,
 ) -> dict[str, Any]:
-    """One variant's row: cost (parameters, GFLOPs, batch-1 latency on `probe`'s device) and accuracy."""
+    """One variant's row: cost (parameters, GFLOPs and batch-1 latency on `probe`, an image on the network's
+    grid, on its device) and accuracy."""
     ep, device = params.evaluate, probe.device
-    flops = count_flops(pruned, tuple(probe.shape))
+    windows = geometry.windows(*probe.shape[-2:]) if geometry.mode == "patch" else 1
+    flops = count_flops(pruned, (1, probe.shape[1], geometry.size, geometry.size)) * windows
     n_params = count_parameters(pruned)
     served = optimize_for_inference(pruned, channels_last=channels_last)
-    scores = score(served, loader, names, device, channels_last=channels_last)
+    scores = score(served, loader, names, device, geometry, channels_last=channels_last)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     latency = median_latency_ms(
-        lambda: (run_inference(served, probe, channels_last=channels_last), sync()),
+        lambda: (segment(served, probe, geometry, channels_last=channels_last), sync()),
         warmup=ep.warmup,
         repeats=ep.repeats,
     )
@@ -79,6 +100,12 @@ def measure(
     return row
 
 
+def median_shape(dataset: PreparedDataset) -> tuple[int, int]:
+    """The (height, width) of the split's median image on the network's grid: what latency is measured on."""
+    shapes = sorted(dataset.arrays(i)[0].shape[:2] for i in range(len(dataset)))
+    return shapes[len(shapes) // 2]
+
+
 def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path, plots_dir: Path) -> list[dict]:
     """Measure every variant; write eval.json, pruning.csv, the Pareto plot and overlays; log to MLflow."""
     from unetpp.evaluation.plots import overlays, pareto
@@ -87,14 +114,14 @@ def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path
     ep = params.evaluate
     device = resolve_device(ep.device, "evaluate.device")
     model, meta = load_checkpoint(models_dir / "best.pt", map_location=device)
-    names, size = meta["class_names"], meta["image_size"]
-    loader = make_loader(
-        PreparedDataset(prepared, "val"), params.data, batch_size=ep.batch_size, shuffle=False
-    )
+    names, geometry = meta["class_names"], Geometry.of(meta)
+    loader = val_loader(prepared, params, geometry)
     channels_last = device.type == "cpu" or params.train.channels_last
-    probe = torch.randn(1, model.config["in_channels"], size, size, device=device)
+    probe = torch.randn(1, model.config["in_channels"], *median_shape(loader.dataset), device=device)
     rows = [
-        measure(model.prune(level, mode), level, mode, loader, names, probe, params, channels_last=channels_last)
+        measure(
+            model.prune(level, mode), level, mode, loader, names, probe, geometry, params, channels_last=channels_last
+        )
         for level, mode in variants(model)
     ]
 
@@ -107,13 +134,13 @@ def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path
         writer.writerows(rows)
     pareto_png = pareto(rows, plots_dir / "pareto.png")
     best = max(rows, key=lambda r: r["dice_mean"])
+    served = optimize_for_inference(model.prune(best["level"], best["mode"]), channels_last=channels_last)
     overlay_png = overlays(
-        model.prune(best["level"], best["mode"]),
-        PreparedDataset(prepared, "val"),
+        lambda x: segment(served, x.to(device), geometry, channels_last=channels_last),
+        loader.dataset,
         names,
         ep.overlays,
         plots_dir / "overlays.png",
-        device,
     )
 
     tracking.configure(params.tracking)

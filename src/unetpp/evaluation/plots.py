@@ -56,10 +56,10 @@ def pareto(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def overlays(module: Any, dataset: Any, names: list[str], count: int, path: Path, device: Any) -> Path:
-    """Validation images with each predicted class filled in its colour, ground truth as contours."""
+def overlays(predict: Any, dataset: Any, names: list[str], count: int, path: Path) -> Path:
+    """Validation images with each predicted class filled in its colour, ground truth as contours;
+    `predict` maps a (1, C, H, W) input to probabilities."""
     import numpy as np
-    import torch
 
     from unetpp.runtime.readout import binarize, colour, describe_colours
 
@@ -67,10 +67,8 @@ def overlays(module: Any, dataset: Any, names: list[str], count: int, path: Path
     fig, axes = plt.subplots(1, count, figsize=(4 * count, 4), squeeze=False)
     for ax, idx in zip(axes[0], range(count), strict=True):
         x, y = dataset[idx]
-        with np.load(dataset.paths[idx]) as npz:
-            image = npz["image"]
-        with torch.inference_mode():
-            pred = binarize(module(x[None].to(device))[0]).cpu().numpy()
+        image = dataset.arrays(idx)[0]
+        pred = binarize(predict(x[None])[0]).cpu().numpy()
         rgb = (image if image.shape[-1] == 3 else np.repeat(image, 3, -1)).astype(np.float32) / 255
         colours = [np.array(colour(name, c)) / 255 for c, name in enumerate(names)]
         for c, rgb_c in enumerate(colours):

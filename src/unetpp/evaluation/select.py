@@ -62,7 +62,8 @@ def select(params: Params, metrics_dir: Path, models_dir: Path) -> dict[str, Any
     arch = "unetpp_pruned" if meta["arch"] == "unetpp" else "unet_inference"
     out = models_dir / "pruned"
     size = meta["image_size"]
-    atomic_save(model_payload(pruned, arch, class_names=meta["class_names"], image_size=size), out / "model.pt")
+    kept = {k: meta[k] for k in ("class_names", "image_size", "geometry") if k in meta}
+    atomic_save(model_payload(pruned, arch, **kept), out / "model.pt")
     selected = dict(
         level=chosen["level"],
         mode=chosen["mode"],

@@ -62,4 +62,3 @@ def fingerprint(prepared: Path, class_names: list[str], image_size: int) -> dict
         "intensity_8bit": intensity_percentiles(prepared, train["id"].astype(str).tolist()),
         "classes": classes,
     }
-

@@ -6,9 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from unetpp.data.ingest import load_manifest
 from unetpp.evaluation.profile import count_flops
 from unetpp.nn.networks import build_model
 from unetpp.params import Params
+from unetpp.planning import resolution
 from unetpp.planning.fingerprint import fingerprint
 from unetpp.planning.recipe import derive
 
@@ -17,12 +21,17 @@ def plan(params: Params, prepared: Path, out: Path) -> dict[str, Any]:
     """Write `out` (plans.json): the fingerprint, the model's cost and the recipe; returns it."""
     size, model_params = params.data.image_size, params.model
     fp = fingerprint(prepared, model_params.class_names, size)
+    manifest = load_manifest(prepared)
+    train = manifest[(manifest["split"] == "train") & manifest["error"].isna()]
+    side = float(np.median(np.sqrt(train["width"].to_numpy(float) * train["height"].to_numpy(float))))
+    masks = resolution.source_masks(prepared, train["id"].astype(str).tolist())
+    geometry = resolution.entry(params.train.scale, masks, model_params.class_names, size, side)
     model = build_model(model_params.arch, **model_params.build_kwargs()).eval()
     forward = count_flops(model, (1, model_params.in_channels, size, size))
     result = {
         "fingerprint": fp,
         "model": {"arch": model_params.arch, "input_side": size, "forward_gflops_per_image": round(forward / 1e9, 4)},
-        "recipe": derive(params, fp, forward),
+        "recipe": derive(params, fp, forward, geometry),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")

@@ -15,6 +15,7 @@ from typing import Any
 
 from unetpp.errors import UserError
 from unetpp.params import Params
+from unetpp.runtime.geometry import Geometry
 
 MAX_BATCH = 8  # images per step at most (the CPU profile's batch; smaller sets use all their images)
 TRAIN_FLOPS_PER_FORWARD = 3  # a training step costs ~3 forwards (forward + backward), per image
@@ -23,7 +24,8 @@ EMA_MAX_HORIZON = 50  # steps the weight average spans at most ...
 EMA_RUN_SHARE = 10  # ... and at most a tenth of the run, so the initial weights fade (e^-10) by its end
 EMA_MIN_HORIZON = 10  # below this the average would span nothing useful: off
 TRANSLATE_SHARE = 10  # augmentation shifts up to a tenth of the side
-MIN_OBJECT_PX = 8  # objects narrower than this at the trained side are flagged
+MIN_OBJECT_PX = 8  # objects narrower than this on the trained grid are flagged
+MAX_VALIDATIONS = 50  # validate every ceil(epochs / this) epochs: sliding windows over large images cost
 
 
 @dataclass(frozen=True)
@@ -37,14 +39,19 @@ class Recipe:
     ema_decay: float | None
     flip_axes: tuple[int, ...]
     translate_px: int
+    geometry: Geometry
+    val_every: int
 
 
 def _entry(value: Any, rule: str, overridden: bool) -> dict[str, Any]:
     return {"value": value, "from": "params" if overridden else "plan", "rule": rule}
 
 
-def derive(params: Params, fp: dict[str, Any], forward_flops: int) -> dict[str, dict[str, Any]]:
-    """The recipe as {name: {value, from, rule}}; `forward_flops` is one image's forward at image_size."""
+def derive(
+    params: Params, fp: dict[str, Any], forward_flops: int, geometry: tuple[Geometry, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The recipe as {name: {value, from, rule}}; `forward_flops` is one forward at image_size (a whole image
+    or a patch: a step costs the same either way), `geometry` the resolution rule's choice and entry."""
     tp, size, n_train = params.train, params.data.image_size, fp["images"]["train"]
     if n_train < 1:
         raise UserError("the plan needs at least one training image; the manifest has none")
@@ -90,21 +97,25 @@ def derive(params: Params, fp: dict[str, Any], forward_flops: int) -> dict[str, 
         f"source bit depths {fp['bit_depth']}: deeper than 8 bits scaled by their own bit depth to 8 bits first",
         False,
     )
-    out["resolution"] = _resolution(fp, size)
+    out["geometry"] = _checked(fp, *geometry)
+    val_every = math.ceil(epochs / MAX_VALIDATIONS)
+    out["val_every"] = _entry(val_every, f"ceil(epochs {epochs} / {MAX_VALIDATIONS}), and after the last epoch", False)
     return out
 
 
-def _resolution(fp: dict[str, Any], size: int) -> dict[str, Any]:
-    """How the network sees the image: the whole image resized to data.image_size; smallest objects checked."""
-    small = {
+def _checked(fp: dict[str, Any], geometry: Geometry, entry: dict[str, Any]) -> dict[str, Any]:
+    """The geometry entry with the objects' 5th-percentile diameter on its grid, and a warning when that
+    keeps fewer than `MIN_OBJECT_PX`."""
+    trained = {
         c: v["diameter_trained_px"]["p5"]
+        if geometry.mode == "whole"
+        else v["diameter_source_px"]["p5"] * geometry.scale
         for c, v in fp["classes"].items()
-        if v["diameter_trained_px"]["p5"] < MIN_OBJECT_PX
     }
-    rule = f"whole image resized to {size} px; objects' 5th-percentile diameter should keep >= {MIN_OBJECT_PX} px"
-    entry = _entry(size, rule, True)
+    entry["diameter_p5_on_grid_px"] = {c: round(d, 2) for c, d in trained.items()}
+    small = {c: d for c, d in trained.items() if d < MIN_OBJECT_PX}
     if small:
-        entry["warning"] = "smallest objects too small at this side: " + ", ".join(
+        entry["warning"] = f"smallest objects under {MIN_OBJECT_PX} px across on the trained grid: " + ", ".join(
             f"{c} {d:.1f} px" for c, d in small.items()
         )
     return entry
@@ -121,6 +132,8 @@ def recipe_of(plan: dict[str, Any]) -> Recipe:
         ema_decay=r["ema_decay"]["value"],
         flip_axes=tuple(r["flip_axes"]["value"]),
         translate_px=int(r["translate_px"]["value"]),
+        geometry=Geometry.of({"geometry": r["geometry"]["value"]}),
+        val_every=int(r["val_every"]["value"]),
     )
 
 

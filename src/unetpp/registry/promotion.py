@@ -241,19 +241,19 @@ class Registry:
         return found[0]
 
     def score(self, version: Any, prepared: Path) -> dict[str, float]:
-        """Mean and per-class Dice of a registered version on `prepared`'s validation split (CPU)."""
-        from unetpp.data.dataset import PreparedDataset, make_loader
-        from unetpp.evaluation.evaluate import score
+        """Mean and per-class Dice of a registered version on `prepared`'s validation split (CPU), on the grid
+        its own checkpoint says it was trained on."""
+        from unetpp.evaluation.evaluate import score, val_loader
         from unetpp.nn.checkpoint import load_checkpoint
+        from unetpp.runtime.geometry import Geometry
         from unetpp.runtime.inference import optimize_for_inference
 
         with tempfile.TemporaryDirectory() as tmp:
             model, meta = load_checkpoint(self.download(version, Path(tmp)))
-        names = meta["class_names"]
-        batch = self.params.evaluate.batch_size
-        loader = make_loader(PreparedDataset(prepared, "val"), self.params.data, batch_size=batch, shuffle=False)
+        names, geometry = meta["class_names"], Geometry.of(meta)
+        loader = val_loader(prepared, self.params, geometry)
         served = optimize_for_inference(model, channels_last=True)
-        scores = score(served, loader, names, torch.device("cpu"), channels_last=True)
+        scores = score(served, loader, names, torch.device("cpu"), geometry, channels_last=True)
         return {f"dice_{k}": v for k, v in scores["dice"].items()}
 
 

@@ -1,11 +1,12 @@
 """TorchServe handler: the registry's pruned UNet++ (or U-Net) behind HTTP.
 
 Takes image bytes with a Content-Type (PNG, JPEG, TIFF; gray, RGB, RGBA; 8 or 16 bit) or JSON
-{"image": "<base64>"}; preprocesses them with the training code (`unetpp.runtime.preprocess`, shipped in
-the archive with `unetpp.nn`); answers JSON per request — masks (RLE) at the input's size (disc + cup: one disc,
-the cup inside it), areas, boxes, the vertical cup-to-disc ratio, the registry name/version/level/mode
-and timings — or, with `Accept: image/png`, an overlay PNG. A bad request gets its own 4xx inside a
-batch; the others and the worker carry on.
+{"image": "<base64>"}; preprocesses and segments them with the training code on the grid the model was
+trained on (`unetpp.runtime.geometry`: the whole image resized, or sliding windows at the planned scale;
+shipped in the archive with `unetpp.nn`); answers JSON per request — masks (RLE) at the input's size
+(disc + cup: one disc, the cup inside it), areas, boxes, the vertical cup-to-disc ratio, the registry
+name/version/level/mode and timings — or, with `Accept: image/png`, an overlay PNG. A bad request gets
+its own 4xx inside a batch; the others and the worker carry on.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class SegmentationHandler(BaseHandler):
         model_dir = Path(context.system_properties["model_dir"])
         sys.path.insert(0, str(model_dir))  # the archive's minimal `unetpp` package comes first
         from unetpp.nn.checkpoint import load_checkpoint
-        from unetpp.runtime import preprocess  # noqa: F401  (imports MONAI now, not on the first request)
+        from unetpp.runtime.geometry import Geometry  # imports MONAI now, not on the first request
         from unetpp.runtime.inference import inference_context, optimize_for_inference
         from unetpp.runtime.payload import Limits
 
@@ -38,19 +39,18 @@ class SegmentationHandler(BaseHandler):
         if want != (level, mode):
             raise ValueError(f"model-config.yaml says level/mode {want}; model.pt holds {(level, mode)}")
         self.model = optimize_for_inference(model, channels_last=True)
-        self.size, self.names = int(meta["image_size"]), list(meta["class_names"])
+        self.geometry, self.names = Geometry.of(meta), list(meta["class_names"])
         self.in_channels = int(model.config["in_channels"])
         self.limits = Limits(int(cfg["max_bytes"]), int(cfg["max_pixels"]))  # serve.* in params.yaml
         self.model_info = {"name": cfg.get("name"), "version": str(cfg.get("version")), "level": level, "mode": mode}
         with inference_context():  # warm-up: the worker turns READY only once it answers at full speed
             for _ in range(2):
-                self.model(torch.zeros(1, self.in_channels, self.size, self.size))
+                self.model(torch.zeros(1, self.in_channels, self.geometry.size, self.geometry.size))
         self.initialized = True
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
-        from unetpp.runtime.inference import inference_context
+        from unetpp.runtime.geometry import network_input, segment
         from unetpp.runtime.payload import BadRequest, decode_request
-        from unetpp.runtime.preprocess import preprocess
         from unetpp.runtime.readout import anatomical, masks_at, overlay_png, readout
 
         start = time.perf_counter()
@@ -66,10 +66,12 @@ class SegmentationHandler(BaseHandler):
         if not images:
             return answers
         decoded = time.perf_counter()
-        batch = torch.stack([preprocess(img, self.size, self.in_channels) for img in images.values()])
+        inputs = [network_input(img, self.geometry, self.in_channels) for img in images.values()]
         prepared = time.perf_counter()
-        with inference_context():
-            probs = self.model(batch.contiguous(memory_format=torch.channels_last))
+        if self.geometry.mode == "whole":  # one batch; sliding windows take one image (of any size) at a time
+            probs = list(segment(self.model, torch.stack(inputs), self.geometry))
+        else:
+            probs = [segment(self.model, x[None], self.geometry)[0] for x in inputs]
         inferred = time.perf_counter()
         for (i, image), p in zip(images.items(), probs, strict=True):
             masks = anatomical(masks_at(p, *image.shape[:2]), self.names)

@@ -77,7 +77,7 @@ def likely_causes(
             f"only {steps} optimizer steps ({recipe.epochs} epochs of {n_train} training images; "
             "train.budget_tflop buys more)"
         )
-    if fg_pixels < 64:
+    if fg_pixels < 64 and recipe.geometry.mode == "whole":
         causes.append(
             f"the class covers only ~{fg_pixels:.0f} px per image at {size} px (data.image_size): "
             "its objects may be too small at this resolution"
@@ -106,7 +106,7 @@ def check_learning(
             pixels = float(val_masks[:, names.index(c)].sum((1, 2)).mean())
             causes = "; ".join(likely_causes(params, recipe, n_train, trivial[c], pixels))
             failed.append(
-                f"class {c!r}: best validation Dice {dice:.4f} at epoch {best['epoch']}/{len(history)}, under "
+                f"class {c!r}: best validation Dice {dice:.4f} at epoch {best['epoch']}/{recipe.epochs}, under "
                 f"{bar:.4f} (trivial predictors: empty {trivial[c]['empty']:.4f}, all-foreground "
                 f"{trivial[c]['all_foreground']:.4f}, training prior {trivial[c]['training_prior']:.4f}, "
                 f"best {base:.4f} + train.min_skill {params.train.min_skill} of the gap to 1; "
@@ -115,4 +115,3 @@ def check_learning(
             )
     if failed:
         raise DidNotLearn("the model did not learn: " + " | ".join(failed))
-

@@ -26,7 +26,7 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from unetpp.data.augment import train_augmentation
+from unetpp.data.augment import training_transform
 from unetpp.data.dataset import PreparedDataset, make_loader, set_epoch
 from unetpp.errors import DidNotLearn
 from unetpp.evaluation.metrics import SegmentationMetrics
@@ -34,6 +34,7 @@ from unetpp.nn.checkpoint import atomic_save, model_payload
 from unetpp.nn.networks import NodeNet, build_model, head_probabilities
 from unetpp.params import Params
 from unetpp.planning.recipe import Recipe, load_recipe
+from unetpp.runtime.geometry import Geometry, forward
 from unetpp.training.averaging import kept_model, weight_average
 from unetpp.training.devices import autocast, distributed, training_device
 from unetpp.training.guard import check_learning
@@ -90,9 +91,7 @@ class TrainState:
         self.best, self.run_id = saved["best_dice"], saved["run_id"]
 
 
-def build_state(
-    params: Params, recipe: Recipe, device: torch.device, memory_format: torch.memory_format
-) -> TrainState:
+def build_state(params: Params, recipe: Recipe, device: torch.device, memory_format: torch.memory_format) -> TrainState:
     """A fresh model, Adam, StepLR and (when the recipe has one) the weight average."""
     model = build_model(params.model.arch, **params.model.build_kwargs()).to(device)
     model.to(memory_format=memory_format)
@@ -172,15 +171,16 @@ def train_epoch(
 
 
 def evaluate_epoch(
-    model: NodeNet, loader: DataLoader, loss_fn: nn.Module, names: list[str], device: torch.device
+    model: NodeNet, loader: DataLoader, loss_fn: nn.Module, names: list[str], device: torch.device, geometry: Geometry
 ) -> tuple[float, dict[str, dict[str, float]]]:
-    """Validation loss (all heads) and metrics of the full model's prediction (UNet++: L4 accurate)."""
+    """Validation loss (all heads) and metrics of the full model's prediction (UNet++: L4 accurate), on the
+    plan's grid (sliding windows for patch plans)."""
     model.eval()
     metrics, total, count = SegmentationMetrics(names), 0.0, 0
     with torch.inference_mode():
         for x, y in loader:
             x, y = x.to(device), y.to(device)
-            logits = model(x)
+            logits = forward(model, x, geometry)
             total += float(loss_fn(logits, y)) * len(x)
             count += len(x)
             metrics.update(head_probabilities(logits), y)
@@ -211,12 +211,11 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
     torch.manual_seed(tp.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
+    geometry = recipe.geometry
+    patch = geometry.size if geometry.mode == "patch" else None
+    transform = training_transform(tp.seed, recipe.flip_axes, recipe.translate_px, augment=tp.augment, patch=patch)
     train_loader = make_loader(
-        PreparedDataset(
-            prepared,
-            "train",
-            augment=train_augmentation(tp.seed, recipe.flip_axes, recipe.translate_px) if tp.augment else None,
-        ),
+        PreparedDataset(prepared, "train", augment=transform, geometry=geometry),
         params.data,
         batch_size=recipe.batch_size,
         shuffle=True,
@@ -224,7 +223,12 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
         rank=rank,
         world=world,
     )
-    val_loader = make_loader(PreparedDataset(prepared, "val"), params.data, batch_size=recipe.batch_size, shuffle=False)
+    val_loader = make_loader(  # patch plans validate whole images of any size: one at a time
+        PreparedDataset(prepared, "val", geometry=geometry),
+        params.data,
+        batch_size=recipe.batch_size if patch is None else 1,
+        shuffle=False,
+    )
     memory_format = torch.channels_last if tp.channels_last else torch.contiguous_format
     state = build_state(params, recipe, device, memory_format)
     scaler = torch.amp.GradScaler(device.type, enabled=tp.precision == "fp16")
@@ -251,13 +255,22 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
             if rank != 0:
                 dist.barrier()
                 continue
+            if state.epoch % recipe.val_every and state.epoch < recipe.epochs:
+                atomic_save(state.checkpoint(fp, complete=False), last_path)
+                continue
             kept = kept_model(state.model, state.average)
-            val_loss, val = evaluate_epoch(kept, val_loader, loss_fn, names, device)
+            val_loss, val = evaluate_epoch(kept, val_loader, loss_fn, names, device, geometry)
             row = epoch_row(state.epoch, lr, loss, val_loss, val, names)
             state.history.append(row)
             if val["dice"]["mean"] > state.best:
                 state.best = val["dice"]["mean"]
-                meta = dict(class_names=names, image_size=params.data.image_size, epoch=state.epoch, val=val)
+                meta = dict(
+                    class_names=names,
+                    image_size=params.data.image_size,
+                    geometry=geometry.as_dict(),
+                    epoch=state.epoch,
+                    val=val,
+                )
                 atomic_save(model_payload(kept, params.model.arch, **meta), best_path)
             atomic_save(state.checkpoint(fp, complete=state.epoch == recipe.epochs), last_path)
             tracking.mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=state.epoch)

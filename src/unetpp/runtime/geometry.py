@@ -1,0 +1,107 @@
+"""How the network sees an image — the plan's choice, carried by every checkpoint — and the one forward
+pass over it, shared by training's validation, evaluate, the registry gate and the served handler.
+
+- `whole`: the image resized to `size` x `size` (one forward; fine when the smallest objects survive it);
+- `patch`: the image resampled by `scale` (1.0 = its source resolution), trained on `size` x `size`
+  patches and segmented by MONAI's `sliding_window_inference` with Gaussian blending, so a large image
+  is segmented at the resolution it was trained at. Either way the caller brings the probabilities
+  back to the input's size (`unetpp.runtime.readout.masks_at`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+
+from unetpp.runtime.inference import inference_context
+from unetpp.runtime.preprocess import prepare_image, resize_masks, to_model_input
+
+# Windows overlap by a quarter (MONAI's default): a 1024-px image at source resolution takes 121 windows
+# of 128 px instead of 256 at nnU-Net's half overlap; the Gaussian weights hide the seams either way.
+OVERLAP = 0.25
+WINDOWS_PER_CALL = 8  # windows batched into one forward
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """`mode` whole or patch; `size` the network's input side; `scale` source px -> trained px (patch)."""
+
+    mode: Literal["whole", "patch"]
+    size: int
+    scale: float = 1.0
+
+    def shape_of(self, height: int, width: int) -> tuple[int, int]:
+        """The (height, width) an image of this size is resampled to before the network sees it."""
+        if self.mode == "whole":
+            return self.size, self.size
+        return max(1, round(height * self.scale)), max(1, round(width * self.scale))
+
+    def windows(self, height: int, width: int) -> int:
+        """Forwards one image of this size costs (1 for whole)."""
+        if self.mode == "whole":
+            return 1
+        step = max(1, int(self.size * (1 - OVERLAP)))
+        h, w = self.shape_of(height, width)
+        return int(np.prod([1 + max(0, -(-(n - self.size) // step)) for n in (h, w)]))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def of(cls, meta: dict[str, Any]) -> Geometry:
+        """A checkpoint's geometry (checkpoints from before the plan chose one: whole at image_size)."""
+        g = meta.get("geometry") or {"mode": "whole", "size": int(meta["image_size"])}
+        return cls(g["mode"], int(g["size"]), float(g.get("scale", 1.0)))
+
+
+def resample_image(image: np.ndarray, geometry: Geometry, in_channels: int) -> np.ndarray:
+    """(H, W, 3) uint8 to what the network sees, (h, w, in_channels) uint8."""
+    return prepare_image(image, geometry.shape_of(*image.shape[:2]), in_channels)
+
+
+def resample_masks(masks: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """(classes, H, W) bool to the network's grid, with the image's own filter."""
+    return resize_masks(masks, geometry.shape_of(*masks.shape[1:]))
+
+
+def network_input(image: np.ndarray, geometry: Geometry, in_channels: int) -> torch.Tensor:
+    """A decoded (H, W, 3) uint8 image to the standardised (in_channels, h, w) tensor the network sees."""
+    return to_model_input(resample_image(image, geometry, in_channels))
+
+
+Predictor = Callable[[torch.Tensor], Any]
+
+
+def forward(predictor: Predictor, x: torch.Tensor, geometry: Geometry) -> Any:
+    """`predictor` over a batch at the network's grid: one call (whole), or blended windows (patch).
+
+    The predictor's output (a tensor, or a list of heads' logits) keeps the batch's height and width.
+    """
+    if geometry.mode == "whole":
+        return predictor(x)
+    out = sliding_window_inference(
+        x,
+        roi_size=(geometry.size, geometry.size),
+        sw_batch_size=WINDOWS_PER_CALL,
+        predictor=predictor,
+        overlap=OVERLAP,
+        mode="gaussian",
+        padding_mode="constant",
+    )
+    return list(out) if isinstance(out, tuple) else out
+
+
+def segment(
+    module: torch.nn.Module, x: torch.Tensor, geometry: Geometry, *, channels_last: bool = True
+) -> torch.Tensor:
+    """Probabilities of a probability-returning (served) module over a batch on the network's grid, under
+    the inference context (around the whole sliding window: its blending buffers are inference tensors
+    too); float32."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    with inference_context(x.device):
+        return forward(lambda t: module(t.contiguous(memory_format=layout)), x, geometry).float()
