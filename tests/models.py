@@ -12,6 +12,7 @@ from unetpp.data.dataset import PreparedDataset
 from unetpp.nn.checkpoint import atomic_save, model_payload
 from unetpp.nn.networks import UNetPlusPlus
 from unetpp.params import Params
+from unetpp.runtime.geometry import Geometry
 from unetpp.training.losses import DeepSupervisionLoss
 
 # params of the registry and serving tests: instance norm has no running statistics, so a few steps fit steadily
@@ -43,6 +44,7 @@ def log_selection(
     mode: str = "fast",
     manifest_sha: str = "a" * 64,
     latency: float = 5.0,
+    geometry: Geometry | None = None,
 ) -> Path:
     """What `unetpp select` leaves behind: a pipeline run with the logged pruned model, selected.json, run.json."""
     import mlflow
@@ -53,7 +55,11 @@ def log_selection(
     pruned = model.prune(level, mode)
     models.mkdir(parents=True, exist_ok=True)
     payload = model_payload(
-        pruned, "unetpp_pruned", class_names=params.model.class_names, image_size=params.data.image_size
+        pruned,
+        "unetpp_pruned",
+        class_names=params.model.class_names,
+        image_size=params.data.image_size,
+        geometry=(geometry or Geometry("whole", params.data.image_size)).as_dict(),
     )
     atomic_save(payload, models / "model.pt")
     experiment = tracking.configure(params.tracking, models)

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from unetpp.data.augment import train_augmentation
+from unetpp.data.augment import train_augmentation, training_transform
 from unetpp.data.dataset import PreparedDataset, make_loader
 from unetpp.data.ingest import ingest
 from unetpp.errors import UserError
 from unetpp.params import Params
+from unetpp.runtime.geometry import Geometry
 
 
 def _augment(seed: int):
@@ -83,3 +84,21 @@ def test_missing_split_or_manifest(prepared: Path, tmp_path: Path) -> None:
         PreparedDataset(prepared, "test")
     with pytest.raises(UserError, match="run `unetpp ingest`"):
         PreparedDataset(tmp_path, "train")
+
+
+def test_patch_plans_train_on_patches_and_validate_whole_resampled_images(prepared: Path) -> None:
+    """Training items are 32-px patches of the 96-px sources resampled to 72 px, a third of them centred
+    on foreground; validation items are the whole 72-px image, for sliding windows."""
+    geometry = Geometry("patch", 32, 0.75)
+    sampling = training_transform(0, (1,), 3, augment=False, patch=32)
+    train = PreparedDataset(prepared, "train", augment=sampling, geometry=geometry)
+    val = PreparedDataset(prepared, "val", geometry=geometry)
+    image, mask = val[0]
+    assert image.shape == (3, 72, 72) and mask.shape == (2, 72, 72)
+    patches = [train[i % len(train)] for i in range(60)]
+    assert all(x.shape == (3, 32, 32) and y.shape == (2, 32, 32) for x, y in patches)
+    centred = sum(bool(y[:, 16, 16].any()) for _, y in patches) / len(patches)
+    whole_share = float(torch.stack([val[i][1].any(0).float().mean() for i in range(len(val))]).mean())
+    assert centred > whole_share  # oversampled: more patch centres on foreground than its share of the image
+    augmented = training_transform(0, (1,), 3, augment=True, patch=32)
+    assert PreparedDataset(prepared, "train", augment=augmented, geometry=geometry)[0][0].shape == (3, 32, 32)

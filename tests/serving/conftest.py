@@ -17,6 +17,7 @@ from tests.project import free_ports
 from unetpp.data.ingest import ingest
 from unetpp.params import Params
 from unetpp.registry.promotion import Registry
+from unetpp.runtime.geometry import Geometry
 from unetpp.serving.server import Server
 
 LIMITS = {"max_bytes": 300_000, "max_pixels": 512 * 512}
@@ -35,14 +36,15 @@ def make_project(root: Path, *overrides: dict[str, Any]) -> Path:
 
 
 @contextlib.contextmanager
-def serve_champion(project: Path) -> Iterator[Server]:
-    """Version 1 (a fitted tiny UNet++, L2 fast) promoted to champion, packaged and served; stopped after."""
+def serve_champion(project: Path, geometry: Geometry | None = None) -> Iterator[Server]:
+    """Version 1 (a fitted tiny UNet++, L2 fast, on `geometry`: whole by default) promoted to champion,
+    packaged and served; stopped after."""
     with pytest.MonkeyPatch.context() as env:
         env.delenv("MLFLOW_TRACKING_URI", raising=False)  # the project's own store
         params = Params.model_validate(yaml.safe_load((project / "params.yaml").read_text()))
         model = fit_tiny(params, project / "data" / "prepared")
         registry = Registry(params, project)
-        version, _ = registry.register(log_selection(model, project / "selected-1", params))
+        version, _ = registry.register(log_selection(model, project / "selected-1", params, geometry=geometry))
         assert registry.gate(str(version.version), project / "data" / "prepared").promoted
         server = Server(params, project)
         mar, _ = server.package()

@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 import requests
 import tifffile
-import torch
 from PIL import Image
 
 from tests.models import fit_tiny, log_selection
 from tests.serving.conftest import make_project, serve_champion
 from unetpp.data.synthetic import generate_fundus
 from unetpp.registry.promotion import Registry
-from unetpp.runtime.geometry import Geometry, network_input
+from unetpp.runtime.geometry import Geometry, network_input, segment
 from unetpp.runtime.inference import optimize_for_inference
 from unetpp.runtime.readout import anatomical, masks_at, rle_decode
 from unetpp.serving.server import Server, load_archive
@@ -52,9 +51,8 @@ def _matches_in_process(server: Server, image: np.ndarray) -> None:
     assert answer["size"] == list(image.shape[:2]) and set(answer["classes"]) == {"disc", "cup"}
 
     model, meta = load_archive(server.newest_archive())
-    model = optimize_for_inference(model)
-    with torch.inference_mode():
-        probs = model(network_input(image, Geometry.of(meta), model.config["in_channels"])[None])[0]
+    model, geometry = optimize_for_inference(model), Geometry.of(meta)
+    probs = segment(model, network_input(image, geometry, model.config["in_channels"])[None], geometry)[0]
     expected = anatomical(masks_at(probs, *image.shape[:2]), ["disc", "cup"])
     for name, mask in zip(("disc", "cup"), expected, strict=True):
         got = rle_decode(answer["classes"][name]["rle"])
@@ -75,6 +73,17 @@ def test_a_gray_model_answers_over_http(tmp_path_factory: pytest.TempPathFactory
     project = make_project(tmp_path_factory.mktemp("gray"), {"model": {"in_channels": 1}})
     with serve_champion(project) as server:
         _matches_in_process(server, _fundus(1, 80))
+
+
+def test_a_patch_model_segments_a_large_image_with_sliding_windows(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A model trained on patches at half the source resolution: the handler resamples a 200 x 160 request
+    to 100 x 80, slides 48-px windows over it and answers at 200 x 160, as the in-process code does."""
+    project = make_project(tmp_path_factory.mktemp("patch"))
+    with serve_champion(project, Geometry("patch", 48, 0.5)) as server:
+        assert Geometry("patch", 48, 0.5).windows(200, 160) > 1
+        _matches_in_process(server, generate_fundus(4, 200, seed=11).image[:, 20:180])
 
 
 def test_inputs_of_every_supported_kind(served: Server) -> None:

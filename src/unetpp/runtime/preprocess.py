@@ -66,7 +66,7 @@ def prepare_image(image: np.ndarray, size: Shape, in_channels: int) -> np.ndarra
 
 def to_unit_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W, C) uint8 to a (C, H, W) float tensor in [0, 1] (what augmentation works on)."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
+    return torch.from_numpy(image.transpose(2, 0, 1).copy()).float() / 255.0  # a copy: decoded arrays are read-only
 
 
 _normalize = NormalizeIntensity(channel_wise=True)
