@@ -107,7 +107,7 @@ class ValidateParams(BaseModel):
     min_train: int = Field(4, ge=1)
     min_val: int = Field(1, ge=1)
     min_side: int = Field(32, ge=1, description="smallest accepted source width and height")
-    fg_min: float = Field(0.0005, ge=0, description="smallest foreground fraction per class (empty masks fail)")
+    fg_min: float = Field(0.0, ge=0, description="each class's foreground fraction must exceed this (empty masks fail)")
     fg_max: float = Field(0.6, le=1)
     max_cup_outside_disc: float = Field(0.01, ge=0, description="fraction of cup pixels allowed outside the disc")
 

@@ -71,7 +71,7 @@ def _suites(manifest: pd.DataFrame, params: Params) -> dict[str, tuple[pd.DataFr
         gxe.ExpectColumnValuesToBeInSet(column="mask_valid", value_set=[True]),
     ]
     content += [
-        gxe.ExpectColumnValuesToBeBetween(column=f"fg_{c}", min_value=v.fg_min, max_value=v.fg_max)
+        gxe.ExpectColumnValuesToBeBetween(column=f"fg_{c}", min_value=v.fg_min, max_value=v.fg_max, strict_min=True)
         for c in params.model.class_names
     ]
     if params.fundus:
