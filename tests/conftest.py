@@ -49,16 +49,16 @@ def folder_params(path: Path, **data: object) -> Params:
         {
             "model": {"class_names": ["disc"]},
             "data": {"source": "folder", "path": str(path), "image_size": 48, **data},
-            "validate": {"min_train": 1, "min_val": 1},
+            "validate": {"min_train": 1, "min_val": 1, "min_test": 1},
         }
     )
 
 
 @pytest.fixture
 def folder_dataset(tmp_path: Path) -> Path:
-    """images/{train,val}/*.png with binary 0/255 disc masks under masks/{train,val}/."""
+    """images/{train,val,test}/*.png with binary 0/255 disc masks under masks/{train,val,test}/."""
     root = tmp_path / "source"
-    for split, indices in (("train", range(4)), ("val", range(4, 6))):
+    for split, indices in (("train", range(4)), ("val", range(4, 6)), ("test", range(6, 8))):
         (root / "images" / split).mkdir(parents=True)
         (root / "masks" / split).mkdir(parents=True)
         for i in indices:

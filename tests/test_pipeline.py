@@ -9,7 +9,7 @@ import pytest
 
 from tests.project import run, tiny_project
 
-STAGES = ("summarize", "ingest", "validate", "plan", "train", "evaluate", "select")
+STAGES = ("summarize", "ingest", "validate", "plan", "train", "evaluate", "select", "test")
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +41,15 @@ def test_dvc_repro_end_to_end(project: Path) -> None:
         "plots/overlays.png",
         "models/pruned/model.pt",
         "models/selected.json",
+        "metrics/test.json",
+        "reports/test_cases.csv",
     ):
         assert (project / out).is_file(), out
+    test = json.loads((project / "metrics/test.json").read_text())
+    assert test["split"] == "test" and test["cases"] == 2 and test["resolution"].startswith("source")
+    assert set(test["dice_disc"]) == {"mean", "ci95", "n"} and test["dice_disc"]["n"] == 2
+    assert test["dice_disc"]["ci95"][0] <= test["dice_disc"]["mean"] <= test["dice_disc"]["ci95"][1]
+    assert "cdr_abs_error" in test and len(list((project / "reports/test_masks").glob("*.png"))) == 2 * 2
 
     rows = json.loads((project / "metrics/eval.json").read_text())
     # L1 accurate averages head 1 alone: it is L1 fast, measured once

@@ -129,6 +129,24 @@ def cmd_select(args: argparse.Namespace) -> None:
     print(f"selected L{selected['level']} {selected['mode']}: {selected['reason']}")
 
 
+def cmd_test(args: argparse.Namespace) -> None:
+    """Score the selected model on the test split through the served code path, at the source resolution."""
+    from unetpp.evaluation.heldout import heldout
+
+    summary = heldout(
+        load_params(args.params), Path(args.prepared), Path(args.models), Path(args.metrics), Path(args.reports)
+    )
+    table = Table(title=f"test split ({summary['cases']} cases, {summary['resolution']}), {summary['variant']}")
+    for col in ("metric", "mean", "95% interval", "cases"):
+        table.add_column(col)
+    for key, value in summary.items():
+        if isinstance(value, dict) and "ci95" in value and value["mean"] is not None:
+            table.add_row(
+                key, f"{value['mean']:.4f}", f"{value['ci95'][0]:.4f} - {value['ci95'][1]:.4f}", str(value["n"])
+            )
+    Console(width=120).print(table)
+
+
 def cmd_registry(args: argparse.Namespace) -> None:
     """The registered model: show it, register the selection, promote through the gate, roll back."""
     from unetpp.registry.promotion import Registry
@@ -195,6 +213,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], dict[str, str]]]
         {"--prepared": "data/prepared", "--models": "models", "--metrics": "metrics", "--plots": "plots"},
     ),
     "select": (cmd_select, {"--metrics": "metrics", "--models": "models"}),
+    "test": (
+        cmd_test,
+        {"--prepared": "data/prepared", "--models": "models", "--metrics": "metrics", "--reports": "reports"},
+    ),
     "registry": (cmd_registry, {"--models": "models", "--prepared": "data/prepared", "--version": None}),
     "serve": (cmd_serve, {"--version": None, "--mar": None}),
     "predict": (cmd_predict, {"--overlay": None}),

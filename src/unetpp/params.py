@@ -6,6 +6,7 @@ compares them), so that code building `Params` from a partial dict gets the reci
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -53,7 +54,7 @@ class SyntheticParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    count: int = Field(120, ge=2)
+    count: int = Field(160, ge=3)
     size: int = Field(256, ge=32, description="side of the generated photographs")
     seed: int = 0
 
@@ -83,10 +84,12 @@ class DataParams(BaseModel):
     image_size: int = Field(
         128, ge=16, description="the network's input side: the whole image resized to it, or the patch side"
     )
-    val_fraction: float = Field(0.2, gt=0, lt=1)
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="share drawn into val where no folder says the split")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="share drawn into test where no folder says the split")
+    group_pattern: str | None = Field(
+        None, description="regex over the file stem; its first group (or match) keeps a group in one split"
+    )
     seed: int = 0
-    crop_to_disc: bool = False
-    crop_scale: float = Field(3.0, gt=1, description="crop side / disc diameter when crop_to_disc")
     workers: int = Field(0, ge=0)
     synthetic: SyntheticParams = Field(default_factory=SyntheticParams)
     drishti: DrishtiParams = Field(default_factory=DrishtiParams)
@@ -96,6 +99,10 @@ class DataParams(BaseModel):
     def _path_for_files(self) -> DataParams:
         if self.source != "synthetic" and not self.path:
             raise ValueError(f"data.path is required for data.source={self.source!r}")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("data.val_fraction + data.test_fraction must leave images for train (sum < 1)")
+        if self.group_pattern is not None:
+            re.compile(self.group_pattern)
         return self
 
 
@@ -106,6 +113,7 @@ class ValidateParams(BaseModel):
 
     min_train: int = Field(4, ge=1)
     min_val: int = Field(1, ge=1)
+    min_test: int = Field(1, ge=1)
     min_side: int = Field(32, ge=1, description="smallest accepted source width and height")
     fg_min: float = Field(0.0, ge=0, description="each class's foreground fraction must exceed this (empty masks fail)")
     fg_max: float = Field(0.6, le=1)

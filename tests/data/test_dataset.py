@@ -80,7 +80,7 @@ def test_loader_batches(prepared: Path) -> None:
 
 
 def test_missing_split_or_manifest(prepared: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="no readable samples in split 'test'"):
+    with pytest.raises(UserError, match="read by the `test` stage alone"):
         PreparedDataset(prepared, "test")
     with pytest.raises(UserError, match="run `unetpp ingest`"):
         PreparedDataset(tmp_path, "train")

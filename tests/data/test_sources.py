@@ -13,13 +13,14 @@ from tests.conftest import folder_params
 from unetpp.data.ingest import ingest
 from unetpp.data.sources import drishti_samples, folder_samples
 from unetpp.data.synthetic import generate_fundus
+from unetpp.data.validate import DataValidationError
 from unetpp.errors import UserError
 from unetpp.params import Params
 
 
 def _write_drishti(root: Path, test_gt: str) -> None:
     for folder, gt, names in (
-        ("Training", "GT", ["drishtiGS_002", "drishtiGS_004"]),
+        ("Training", "GT", ["drishtiGS_002", "drishtiGS_004", "drishtiGS_006"]),
         ("Test", test_gt, ["drishtiGS_001"]),
     ):
         (root / folder / "Images").mkdir(parents=True)
@@ -36,15 +37,14 @@ def _write_drishti(root: Path, test_gt: str) -> None:
 
 
 @pytest.mark.parametrize("test_gt", ["Test_GT", "GT"])
-def test_drishti_layout_keeps_its_split(tmp_path: Path, test_gt: str) -> None:
+def test_drishti_test_folder_is_the_test_split_and_val_comes_from_training(tmp_path: Path, test_gt: str) -> None:
     _write_drishti(tmp_path, test_gt)
     params = Params.model_validate({"data": {"source": "drishti", "path": str(tmp_path)}})
     samples = drishti_samples(params.data)
-    assert {(s.id, s.split) for s in samples} == {
-        ("drishtiGS_002", "train"),
-        ("drishtiGS_004", "train"),
-        ("drishtiGS_001", "val"),
-    }
+    splits = {s.id: s.split for s in samples}
+    assert splits.pop("drishtiGS_001") == "test"
+    assert sorted(splits.values()) == ["train", "train", "val"]  # one of the three Training/ images
+    assert splits == {s.id: s.split for s in drishti_samples(params.data) if s.id in splits}  # seeded
     assert all(Path(m).is_file() for s in samples for m in s.source_masks)
 
 
@@ -128,7 +128,11 @@ def test_folder_instance_and_label_masks(tmp_path: Path) -> None:
 
 def test_folder_split_subfolders_or_seeded(folder_dataset: Path, tmp_path: Path) -> None:
     splits = {s.id: s.split for s in folder_samples(folder_params(folder_dataset).data)}
-    assert splits == {**{f"train_eye{i}": "train" for i in range(4)}, **{f"val_eye{i}": "val" for i in (4, 5)}}
+    assert splits == {
+        **{f"train_eye{i}": "train" for i in range(4)},
+        **{f"val_eye{i}": "val" for i in (4, 5)},
+        **{f"test_eye{i}": "test" for i in (6, 7)},
+    }
 
     flat = tmp_path / "flat"
     images, _ = _flat_folder(flat)
@@ -137,16 +141,44 @@ def test_folder_split_subfolders_or_seeded(folder_dataset: Path, tmp_path: Path)
     first = {s.id: s.split for s in folder_samples(folder_params(flat, val_fraction=0.3, seed=4).data)}
     again = {s.id: s.split for s in folder_samples(folder_params(flat, val_fraction=0.3, seed=4).data)}
     other = {s.id: s.split for s in folder_samples(folder_params(flat, val_fraction=0.3, seed=5).data)}
-    assert first == again and list(first.values()).count("val") == 3 and first != other
+    assert first == again and first != other
+    assert list(first.values()).count("val") == 3 and list(first.values()).count("test") == 2  # 0.2 of 10
+
+
+def test_a_group_stays_in_one_split_and_the_gate_refuses_one_that_spans_two(tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    images, _ = _flat_folder(flat)
+    for patient in range(6):
+        for k in range(3):
+            Image.fromarray(np.full((8, 8, 3), 10 * patient + k, np.uint8)).save(images / f"P{patient}_{k}.png")
+    samples = folder_samples(folder_params(flat, group_pattern=r"^(P\d+)_").data)
+    by_patient: dict[str, set[str]] = {}
+    for s in samples:
+        by_patient.setdefault(s.id.split("_")[0], set()).add(s.split)
+    assert all(len(splits) == 1 for splits in by_patient.values())
+    assert {"train", "val", "test"} == set().union(*by_patient.values())
+
+    split_folders = tmp_path / "folders"
+    for split, name in (("train", "P1_a"), ("train", "P2_a"), ("val", "P3_a"), ("test", "P1_b")):
+        for sub in ("images", "masks"):
+            (split_folders / sub / split).mkdir(parents=True, exist_ok=True)
+        s = generate_fundus(len(name), 64, seed=2)
+        Image.fromarray(s.image).save(split_folders / "images" / split / f"{name}.png")
+        Image.fromarray(s.masks[0].astype(np.uint8) * 255).save(split_folders / "masks" / split / f"{name}.png")
+    with pytest.raises(DataValidationError, match="group 'P1' in test and train"):
+        ingest(folder_params(split_folders, group_pattern=r"^(P\d+)_"), tmp_path / "prepared")
+    with pytest.raises(UserError, match="does not match this file name"):
+        folder_samples(folder_params(split_folders, group_pattern=r"^Q").data)
 
 
 def test_ingest_writes_arrays_and_manifest(folder_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "prepared"
     manifest = ingest(folder_params(folder_dataset), out)
-    assert len(manifest) == 6 and manifest["error"].isna().all()
+    assert len(manifest) == 8 and manifest["error"].isna().all()
     expected = {
         "id",
         "split",
+        "group",
         "source_image",
         "image_sha256",
         "mask_sha256",
@@ -163,14 +195,6 @@ def test_ingest_writes_arrays_and_manifest(folder_dataset: Path, tmp_path: Path)
         assert npz["image"].shape == (48, 48, 3) and npz["mask"].shape == (1, 48, 48)
         assert set(np.unique(npz["mask"])) <= {0, 1}
     assert (out / "manifest.csv").is_file()
-
-
-def test_crop_to_disc_centres_the_disc(tmp_path: Path) -> None:
-    params = Params.model_validate(
-        {
-            "data": {"synthetic": {"count": 4, "size": 128}, "image_size": 64, "crop_to_disc": True, "crop_scale": 2.0},
-            "validate": {"min_train": 1, "fg_max": 0.9},
-        }
-    )
-    manifest = ingest(params, tmp_path / "prepared")
-    assert manifest["fg_disc"].min() > 0.15  # the disc fills much more of a crop than of the photograph
+    # the test split is measured for the gate, but no arrays of it are stored: only `unetpp test` reads it
+    assert set(manifest[manifest["split"] == "test"]["id"]) == {"test_eye6", "test_eye7"}
+    assert not list((out / "samples").glob("test_*"))

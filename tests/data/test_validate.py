@@ -72,7 +72,7 @@ BAD_CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
 
 def test_the_clean_dataset_passes(folder_dataset: Path, tmp_path: Path) -> None:
     manifest = ingest(folder_params(folder_dataset), tmp_path / "prepared")
-    assert len(manifest) == 6
+    assert len(manifest) == 8
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CASES))

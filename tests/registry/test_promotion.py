@@ -97,7 +97,7 @@ def test_register_once_with_tags(project: Path, store: str, tmp_path: Path) -> N
     assert registry.aliases() == {"challenger": "1"}
     tags = first.tags
     assert tags["level"] == "2" and tags["mode"] == "fast" and tags["data_manifest_sha256"] == "f" * 64
-    assert {"dice_disc", "dice_cup", "latency_ms", "git_revision", "pipeline_run_id"} <= set(tags)
+    assert {"val.dice_disc", "val.dice_cup", "latency_ms", "git_revision", "pipeline_run_id"} <= set(tags)
 
 
 def test_no_champion_then_better_then_worse_then_rollback(

@@ -32,6 +32,8 @@ class PreparedDataset(Dataset):
     def __init__(
         self, prepared: Path, split: str, *, augment: Compose | None = None, geometry: Geometry | None = None
     ) -> None:
+        if split == "test":
+            raise UserError("the test split is read by the `test` stage alone, from its source files")
         manifest = load_manifest(prepared)
         rows = manifest[(manifest["split"] == split) & manifest["error"].isna()]
         if rows.empty:

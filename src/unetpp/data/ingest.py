@@ -18,26 +18,13 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from unetpp.data.sources import READERS, Loaded, RawSample
+from unetpp.data.sources import READERS, RawSample
 from unetpp.errors import UserError
 from unetpp.params import Params
 from unetpp.runtime.images import ImageReadError
 from unetpp.runtime.preprocess import prepare_image, resize_masks, to_channels
 
 MANIFEST = "manifest.csv"
-
-
-def _crop_to_disc(loaded: Loaded, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """A square of side `scale` x the disc diameter around the disc, for full-size photographs."""
-    image, masks = loaded.image, loaded.masks
-    ys, xs = np.nonzero(masks[0])
-    if ys.size == 0 or masks.shape[1:] != image.shape[:2]:
-        return image, masks  # nothing to centre on: the gate reports the empty or mismatched mask
-    cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
-    half = int(min(max(np.ptp(ys), np.ptp(xs)) * scale / 2, min(image.shape[:2]) / 2))
-    top = int(np.clip(cy - half, 0, image.shape[0] - 2 * half))
-    left = int(np.clip(cx - half, 0, image.shape[1] - 2 * half))
-    return image[top : top + 2 * half, left : left + 2 * half], masks[:, top : top + 2 * half, left : left + 2 * half]
 
 
 def object_diameters(mask: np.ndarray) -> list[float]:
@@ -52,30 +39,33 @@ def _sha256(arr: np.ndarray) -> str:
 
 
 def prepare_sample(raw: RawSample, params: Params, samples_dir: Path) -> dict[str, Any]:
-    """Load, crop, resize and save one sample; its manifest row (with `error` set if unreadable)."""
+    """Load, measure, resize and save one sample (test samples: measured for the gate, not saved); its
+    manifest row (with `error` set if unreadable)."""
     row: dict[str, Any] = dict(
-        id=raw.id, split=raw.split, source_image=raw.source_image, source_masks=";".join(raw.source_masks), error=None
+        id=raw.id,
+        split=raw.split,
+        group=raw.group,
+        source_image=raw.source_image,
+        source_masks=";".join(raw.source_masks),
+        error=None,
     )
     try:
         loaded = raw.load()
     except ImageReadError as err:
         row["error"] = str(err)
         return row
-    data = params.data
-    image, masks = (
-        _crop_to_disc(loaded, data.crop_scale) if data.crop_to_disc and params.fundus else (loaded.image, loaded.masks)
-    )
-    source_image, source_masks = to_channels(image, params.model.in_channels), masks
-    image = prepare_image(image, data.image_size, params.model.in_channels)
-    masks = resize_masks(masks, data.image_size)
-    # the whole image at data.image_size, and the source resolution for a plan that trains on patches
-    np.savez(
-        samples_dir / f"{raw.id}.npz",
-        image=image,
-        mask=masks.astype(np.uint8),
-        source_image=source_image,
-        source_mask=source_masks.astype(np.uint8),
-    )
+    size, source_masks = params.data.image_size, loaded.masks
+    image = prepare_image(loaded.image, size, params.model.in_channels)
+    masks = resize_masks(source_masks, size)
+    if raw.split != "test":  # test is scored from its source files by the `test` stage alone
+        # the whole image at data.image_size, and the source resolution for a plan that trains on patches
+        np.savez(
+            samples_dir / f"{raw.id}.npz",
+            image=image,
+            mask=masks.astype(np.uint8),
+            source_image=to_channels(loaded.image, params.model.in_channels),
+            source_mask=source_masks.astype(np.uint8),
+        )
     row.update(
         width=loaded.image.shape[1],
         height=loaded.image.shape[0],

@@ -7,6 +7,7 @@ The source folder is only ever read.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,32 @@ class RawSample:
     source_image: str
     load: Callable[[], Loaded] = field(repr=False)
     source_masks: list[str] = field(default_factory=list)
+    group: str = ""  # samples of one group (a patient, say) share a split
+
+
+SPLITS = ("train", "val", "test")
+
+
+def group_of(stem: str, pattern: str | None) -> str:
+    """The group of a file: `pattern`'s first group (or whole match) in its stem; each file alone without one."""
+    if pattern is None:
+        return stem
+    found = re.search(pattern, stem)
+    if found is None:
+        raise UserError(f"{stem}: data.group_pattern {pattern!r} does not match this file name; expected every file to")
+    return found.group(1) if found.groups() else found.group(0)
+
+
+def draw(groups: list[str], fractions: dict[str, float], seed: int) -> list[str]:
+    """Per item, its split: whole groups in a seeded order, the first `fractions[s]` of them (at least one)
+    into each split s in turn, the rest train."""
+    distinct = sorted(set(groups))
+    order = [distinct[i] for i in np.random.default_rng(seed).permutation(len(distinct))]
+    split_of: dict[str, str] = {}
+    for split, share in fractions.items():
+        taken = [g for g in order if g not in split_of][: max(1, round(len(distinct) * share))]
+        split_of |= dict.fromkeys(taken, split)
+    return [split_of.get(g, "train") for g in groups]
 
 
 def _image(path: Path) -> tuple[np.ndarray, int, str, int]:
@@ -49,9 +76,10 @@ def _image(path: Path) -> tuple[np.ndarray, int, str, int]:
 
 
 def synthetic_samples(p: DataParams) -> list[RawSample]:
-    """`count` generated photographs; the last `val_fraction` of them form the validation split."""
+    """`count` generated photographs, drawn into test, val and train by `test_fraction` and `val_fraction`."""
     cfg = p.synthetic
-    n_val = max(1, round(cfg.count * p.val_fraction))
+    ids = [f"synthetic_{i:04d}" for i in range(cfg.count)]
+    splits = draw(ids, {"test": p.test_fraction, "val": p.val_fraction}, p.seed)
 
     def loader(i: int) -> Callable[[], Loaded]:
         def load() -> Loaded:
@@ -61,18 +89,13 @@ def synthetic_samples(p: DataParams) -> list[RawSample]:
         return load
 
     return [
-        RawSample(
-            f"synthetic_{i:04d}",
-            "val" if i >= cfg.count - n_val else "train",
-            f"synthetic:{cfg.seed}/{i}",
-            loader(i),
-        )
-        for i in range(cfg.count)
+        RawSample(ids[i], splits[i], f"synthetic:{cfg.seed}/{i}", loader(i), group=ids[i]) for i in range(cfg.count)
     ]
 
 
 def drishti_samples(p: DataParams) -> list[RawSample]:
-    """Drishti-GS1: `Training/` becomes train, `Test/` becomes val (the dataset's own split).
+    """Drishti-GS1: `Test/` is the test split (the dataset's own); val is drawn from `Training/` (seeded,
+    `val_fraction`, by `group_pattern`), the rest of it is train.
 
     Soft maps (the experts' average marking, 0-255) are thresholded at `drishti.threshold`
     (default 0.5: a pixel belongs to the disc/cup when at least half the experts marked it).
@@ -81,7 +104,7 @@ def drishti_samples(p: DataParams) -> list[RawSample]:
     if not (root / "Training" / "Images").is_dir():
         raise UserError(f"{root}: not a Drishti-GS1 folder (expected Training/Images and Test/Images)")
     samples = []
-    for folder, split, gt_names in (("Training", "train", ("GT",)), ("Test", "val", ("Test_GT", "GT"))):
+    for folder, split, gt_names in (("Training", "train", ("GT",)), ("Test", "test", ("Test_GT", "GT"))):
         images = root / folder / "Images"
         if not images.is_dir():
             continue
@@ -99,10 +122,22 @@ def drishti_samples(p: DataParams) -> list[RawSample]:
                     str(img),
                     _drishti_loader(img, masks, p.drishti.threshold),
                     [str(m) for m in masks],
+                    group_of(name, p.group_pattern),
                 )
             )
     if not samples:
         raise UserError(f"{root}: no images under Training/Images or Test/Images")
+    return _draw_missing(samples, p)
+
+
+def _draw_missing(samples: list[RawSample], p: DataParams) -> list[RawSample]:
+    """Draw each split that no folder provided (val, test) from the train samples, by group."""
+    fractions = {"test": p.test_fraction, "val": p.val_fraction}
+    missing = {s: f for s, f in fractions.items() if not any(x.split == s for x in samples)}
+    train = [x for x in samples if x.split == "train"]
+    if missing and train:
+        for sample, split in zip(train, draw([x.group for x in train], missing, p.seed), strict=True):
+            sample.split = split
     return samples
 
 
@@ -122,18 +157,16 @@ def _drishti_loader(img: Path, masks: list[Path], threshold: float) -> Callable[
 def folder_samples(p: DataParams) -> list[RawSample]:
     """`images/` + `masks/` matched by file stem, split by subfolders or by a seeded draw.
 
-    With `images/train` and `images/val` (or `test`) subfolders (and the same under `masks/`) those
-    are the splits; otherwise a `val_fraction` of the sorted stems, drawn with `seed`, is validation.
+    With `images/train`, `images/val`, `images/test` subfolders (and the same under `masks/`) those are
+    the splits; a split with no subfolder (or all of them, without subfolders) is drawn from train by
+    its fraction, whole groups at a time (`data.group_pattern`).
     """
     root = Path(p.path or "")
     if not (root / "images").is_dir() or not (root / "masks").is_dir():
         raise UserError(f"{root}: a folder source needs images/ and masks/ subfolders")
-    subsplits = {"train": "train", "val": "val", "test": "val"}
-    found = [
-        (d.name, subsplits[d.name]) for d in sorted((root / "images").iterdir()) if d.is_dir() and d.name in subsplits
-    ]
-    pairs: list[tuple[Path, Path, str | None]] = []
-    for sub, split in found or [("", None)]:
+    found = [(d.name, d.name) for d in sorted((root / "images").iterdir()) if d.is_dir() and d.name in SPLITS]
+    pairs: list[tuple[Path, Path, str]] = []
+    for sub, split in found or [("", "train")]:
         img_dir, mask_dir = root / "images" / sub, root / "masks" / sub
         masks = (
             {m.stem: m for m in mask_dir.glob("*") if m.suffix.lower() in IMAGE_SUFFIXES} if mask_dir.is_dir() else {}
@@ -142,21 +175,18 @@ def folder_samples(p: DataParams) -> list[RawSample]:
             pairs.append((img, masks.get(img.stem, mask_dir / f"{img.stem}.png"), split))
     if not pairs:
         raise UserError(f"{root}/images: no png, jpg or tif images")
-    if not found:
-        rng = np.random.default_rng(p.seed)
-        n_val = max(1, round(len(pairs) * p.val_fraction))
-        val = set(rng.permutation(len(pairs))[:n_val].tolist())
-        pairs = [(i, m, "val" if k in val else "train") for k, (i, m, _) in enumerate(pairs)]
-    return [
+    samples = [
         RawSample(
-            f"{split}_{img.stem}" if found else img.stem,
-            str(split),
+            f"{img.parent.name}_{img.stem}" if found else img.stem,
+            split,
             str(img),
             _folder_loader(img, mask, p),
             [str(mask)],
+            group_of(img.stem, p.group_pattern),
         )
         for img, mask, split in pairs
     ]
+    return _draw_missing(samples, p)
 
 
 def _folder_loader(img: Path, mask: Path, p: DataParams) -> Callable[[], Loaded]:

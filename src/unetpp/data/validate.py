@@ -5,7 +5,8 @@ Three checks, each a GX validation with failing rows identified by `id` and name
 - `content`: sizes and channels, binary masks with values in the class set, image and mask of
   equal size, no duplicate image within or across splits, foreground fractions within bounds
   (an empty mask fails), the cup inside the disc (fundus task), no nulls;
-- `splits`: enough rows in train and in val.
+- `splits`: enough rows in train, val and test;
+- `groups`: no group (`data.group_pattern`: a patient, say) in more than one split.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from typing import Any
 
 import pandas as pd
 
+from unetpp.data.sources import SPLITS
 from unetpp.errors import UserError
 from unetpp.params import Params
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-SPLITS = ("train", "val")
 
 
 class DataValidationError(UserError):
@@ -77,9 +78,13 @@ def _suites(manifest: pd.DataFrame, params: Params) -> dict[str, tuple[pd.DataFr
     if params.fundus:
         content.append(gxe.ExpectColumnValuesToBeBetween(column="cup_outside_disc", max_value=v.max_cup_outside_disc))
     counts = manifest["split"].value_counts() if len(manifest) else pd.Series(dtype=int)
-    minimum = {"train": v.min_train, "val": v.min_val}
+    minimum = {"train": v.min_train, "val": v.min_val, "test": v.min_test}
     splits = pd.DataFrame(
         {"id": list(SPLITS), "rows": [int(counts.get(s, 0)) for s in SPLITS], "min_rows": [minimum[s] for s in SPLITS]}
+    )
+    spans = manifest.groupby("group")["split"].agg(lambda s: sorted(set(s))) if len(manifest) else pd.Series()
+    groups = pd.DataFrame(
+        {"id": [f"group {g!r} in {' and '.join(v)}" for g, v in spans.items()], "splits": [len(v) for v in spans]}
     )
     return {
         "readable": (manifest, [gxe.ExpectColumnValuesToBeNull(column="error")]),
@@ -88,6 +93,7 @@ def _suites(manifest: pd.DataFrame, params: Params) -> dict[str, tuple[pd.DataFr
             splits,
             [gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="rows", column_B="min_rows", or_equal=True)],
         ),
+        "groups": (groups, [gxe.ExpectColumnValuesToBeInSet(column="splits", value_set=[1])]),
     }
 
 
@@ -127,7 +133,7 @@ def validate_manifest(manifest: pd.DataFrame, params: Params, docs_dir: Path | N
                 cfg = r.expectation_config
                 ids = [row["id"] for row in (r.result or {}).get("unexpected_index_list") or []]
                 column = cfg.kwargs.get("column") or f"{cfg.kwargs.get('column_A')} / {cfg.kwargs.get('column_B')}"
-                files = [sources.get(str(i), f"split {i}") for i in ids]
+                files = [sources.get(str(i), str(i) if str(i).startswith("group ") else f"split {i}") for i in ids]
                 report.failures.append(dict(check=name, expectation=cfg.type, column=column, files=files))
         report.success = not report.failures
         if docs_dir:

@@ -36,7 +36,8 @@ def intensity_percentiles(prepared: Path, ids: list[str], limit: int = 64) -> di
 def fingerprint(prepared: Path, class_names: list[str], image_size: int) -> dict[str, Any]:
     """The data's fingerprint, from `prepared`'s manifest and training images."""
     manifest = load_manifest(prepared)
-    rows = manifest[manifest["error"].isna()]
+    counted = manifest[manifest["error"].isna()]
+    rows = counted[counted["split"] != "test"]  # the test split informs nothing but the test stage
     train = rows[rows["split"] == "train"]
     side = np.sqrt(rows["width"].to_numpy(float) * rows["height"].to_numpy(float))
     classes = {}
@@ -52,7 +53,7 @@ def fingerprint(prepared: Path, class_names: list[str], image_size: int) -> dict
             "diameter_trained_px": _percentiles(trained, (5, 50)),
         }
     return {
-        "images": {s: int((rows["split"] == s).sum()) for s in ("train", "val", "test")},
+        "images": {s: int((counted["split"] == s).sum()) for s in ("train", "val", "test")},
         "source_size": {
             "width": _percentiles(rows["width"].to_numpy(float), (0, 50, 100)),
             "height": _percentiles(rows["height"].to_numpy(float), (0, 50, 100)),

@@ -146,8 +146,10 @@ class Registry:
             existing = [v for v in self.versions() if v.tags.get("model_uri") == uri]
             created = not existing
             if created:
-                run_tags = self.client.get_run(run_id).data.tags
-                metrics = selected["metrics"]
+                run = self.client.get_run(run_id).data
+                run_tags, metrics = run.tags, selected["metrics"]
+                # the test stage's figures (held-out split, source resolution): carried, never gated on
+                held_out = {k: f"{v:.4f}" for k, v in run.metrics.items() if k.startswith("test.")}
                 tags = {
                     "level": selected["level"],
                     "mode": selected["mode"],
@@ -157,7 +159,8 @@ class Registry:
                     "git_revision": run_tags.get("git_revision", "unknown"),
                     "pipeline_run_id": run_id,
                     "model_uri": uri,
-                    **{k: f"{v:.4f}" for k, v in metrics.items() if k.startswith("dice_")},
+                    **{f"val.{k}": f"{v:.4f}" for k, v in metrics.items() if k.startswith("dice_")},
+                    **held_out,
                 }
                 mv = mlflow.register_model(uri, self.name, tags={k: str(v) for k, v in tags.items()})
             else:

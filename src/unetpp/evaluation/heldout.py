@@ -1,0 +1,137 @@
+"""The test stage: the selected model on the held-out test split, through the code path that serves.
+
+Each test case is read from its **source** file (decoded as a request is), segmented by
+`unetpp.runtime.predict` exactly as the TorchServe handler does it (the plan's grid, back to the
+source size, the same post-processing) and scored against its **source-resolution** masks: Dice, IoU
+and HD95 (MONAI) per class, and for disc + cup the vertical cup-to-disc ratio and its absolute error.
+The summary gives each mean with a percentile-bootstrap 95% interval over cases (scipy). No other
+stage reads this split: ingest stores no arrays for it, and `PreparedDataset` refuses it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
+from PIL import Image
+from scipy.stats import bootstrap
+
+from unetpp.data.ingest import load_manifest
+from unetpp.data.sources import READERS, RawSample
+from unetpp.errors import UserError
+from unetpp.nn.checkpoint import load_checkpoint
+from unetpp.params import Params
+from unetpp.runtime.geometry import Geometry
+from unetpp.runtime.inference import optimize_for_inference
+from unetpp.runtime.predict import probabilities, served_masks
+from unetpp.runtime.readout import vertical_cdr
+
+RESAMPLES = 2000  # bootstrap resamples per interval
+
+
+def heldout_samples(params: Params, prepared: Path) -> list[RawSample]:
+    """The test split's samples from the source, as ingest saw them (the manifest's readable test rows)."""
+    manifest = load_manifest(prepared)
+    expected = set(manifest[(manifest["split"] == "test") & manifest["error"].isna()]["id"].astype(str))
+    samples = [s for s in READERS[params.data.source](params.data) if s.id in expected]
+    if {s.id for s in samples} != expected or not samples:
+        missing = sorted(expected - {s.id for s in samples})[:10]
+        raise UserError(
+            f"the source no longer holds the test split ingest saw (missing: {', '.join(missing) or 'all'}); "
+            "run `dvc repro` from ingest"
+        )
+    return samples
+
+
+def case_scores(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Dice, IoU and HD95 (px, NaN where either mask is empty) per class of one case, and for disc + cup
+    the vertical cup-to-disc ratios and their absolute error."""
+    p, t = torch.from_numpy(pred[None]).float(), torch.from_numpy(truth[None]).float()
+    dice = compute_dice(p, t, include_background=True, ignore_empty=False)[0]
+    iou = compute_iou(p, t, include_background=True, ignore_empty=False)[0]
+    with warnings.catch_warnings():  # MONAI warns, and returns inf or nan, for an empty mask
+        warnings.simplefilter("ignore")
+        hd95 = compute_hausdorff_distance(p, t, include_background=True, percentile=95)[0]
+    row: dict[str, float] = {}
+    for k, c in enumerate(names):
+        h = float(hd95[k])
+        row |= {
+            f"dice_{c}": float(dice[k]),
+            f"iou_{c}": float(iou[k]),
+            f"hd95_{c}": h if math.isfinite(h) else math.nan,
+        }
+    if names == ["disc", "cup"]:
+        true, got = vertical_cdr(truth[0], truth[1]), vertical_cdr(pred[0], pred[1])
+        row["cdr_true"] = math.nan if true is None else true
+        row["cdr_pred"] = math.nan if got is None else got
+        row["cdr_abs_error"] = abs(row["cdr_pred"] - row["cdr_true"])
+    return row
+
+
+def summarize(values: list[float]) -> dict[str, Any]:
+    """Mean over the finite values, with a percentile-bootstrap 95% interval (seeded) and the count."""
+    data = np.array([v for v in values if math.isfinite(v)], float)
+    if data.size == 0:
+        return {"mean": None, "ci95": None, "n": 0}
+    if data.size == 1 or np.ptp(data) == 0:
+        return {"mean": round(float(data.mean()), 4), "ci95": [round(float(data[0]), 4)] * 2, "n": int(data.size)}
+    ci = bootstrap(
+        (data,), np.mean, confidence_level=0.95, n_resamples=RESAMPLES, method="percentile", random_state=0
+    ).confidence_interval
+    return {"mean": round(float(data.mean()), 4), "ci95": [round(ci.low, 4), round(ci.high, 4)], "n": int(data.size)}
+
+
+def heldout(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path, reports_dir: Path) -> dict[str, Any]:
+    """Score the selected model (models/pruned/model.pt) on the test split; write metrics/test.json,
+    reports/test_cases.csv and each case's served masks (reports/test_masks/); log them to the MLflow run."""
+    from unetpp.registry import tracking
+
+    model, meta = load_checkpoint(models_dir / "pruned" / "model.pt")
+    served, geometry = optimize_for_inference(model), Geometry.of(meta)
+    names, in_channels = list(meta["class_names"]), int(model.config["in_channels"])
+    masks_dir = reports_dir / "test_masks"
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for sample in heldout_samples(params, prepared):
+        loaded = sample.load()
+        height, width = loaded.image.shape[:2]
+        probs = probabilities(served, [loaded.image], geometry, in_channels)[0]
+        pred = served_masks(probs, height, width, names)
+        for c, m in zip(names, pred, strict=True):
+            Image.fromarray(m.astype(np.uint8) * 255).save(masks_dir / f"{sample.id}_{c}.png")
+        rows.append(
+            {"id": sample.id, "source_image": sample.source_image, "height": height, "width": width}
+            | case_scores(pred, loaded.masks, names)
+        )
+    selected = json.loads((models_dir / "selected.json").read_text())
+    metrics = [k for k in rows[0] if k.startswith(("dice_", "iou_", "hd95_", "cdr_abs"))]
+    summary = {
+        "split": "test",
+        "resolution": "source (each image's own size), masks as served",
+        "variant": f"L{selected['level']} {selected['mode']}",
+        "geometry": geometry.as_dict(),
+        "cases": len(rows),
+        **{k: summarize([r[k] for r in rows]) for k in metrics},
+    }
+    summary["dice_mean"] = summarize([float(np.mean([r[f"dice_{c}"] for c in names])) for r in rows])
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    (metrics_dir / "test.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with (reports_dir / "test_cases.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    tracking.configure(params.tracking)
+    with tracking.mlflow.start_run(run_id=tracking.read_run_id(models_dir / "run.json")):
+        tracking.mlflow.log_metrics(
+            {f"test.{k}": v["mean"] for k, v in summary.items() if isinstance(v, dict) and v.get("mean") is not None}
+        )
+        for path in (metrics_dir / "test.json", reports_dir / "test_cases.csv"):
+            tracking.mlflow.log_artifact(str(path), "test")
+    return summary
