@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import base64
 import io
+import shutil
 import threading
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 import tifffile
+import yaml
 from PIL import Image
 
 from tests.models import fit_tiny, log_selection
 from tests.serving.conftest import make_project, serve_champion
 from unetpp.data.synthetic import generate_fundus
+from unetpp.evaluation.heldout import heldout, heldout_samples
+from unetpp.params import Params
 from unetpp.registry.promotion import Registry
 from unetpp.runtime.geometry import Geometry, network_input, segment
 from unetpp.runtime.inference import optimize_for_inference
@@ -84,6 +89,29 @@ def test_a_patch_model_segments_a_large_image_with_sliding_windows(
     with serve_champion(project, Geometry("patch", 48, 0.5)) as server:
         assert Geometry("patch", 48, 0.5).windows(200, 160) > 1
         _matches_in_process(server, generate_fundus(4, 200, seed=11).image[:, 20:180])
+
+
+def test_the_served_answer_is_the_mask_the_test_stage_scored(
+    serving_project: Path, served: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The test stage on the served model (its model.pt, as `select` would have left it), then each test
+    image sent to TorchServe: the answer equals, pixel for pixel, the masks the stage scored."""
+    selection, models = serving_project / "selected-1", tmp_path / "models"
+    (models / "pruned").mkdir(parents=True)
+    shutil.copy(selection / "model.pt", models / "pruned" / "model.pt")
+    for name in ("selected.json", "run.json"):
+        shutil.copy(selection / name, models / name)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{serving_project / 'mlruns' / 'mlflow.db'}")
+    params = Params.model_validate(yaml.safe_load((serving_project / "params.yaml").read_text()))
+    prepared = serving_project / "data" / "prepared"
+    summary = heldout(params, prepared, models, tmp_path / "metrics", tmp_path / "reports")
+    cases = heldout_samples(params, prepared)
+    assert summary["cases"] == len(cases) == 2
+    for sample in cases:
+        answer = _post(served, _png(sample.load().image)).json()
+        for name in ("disc", "cup"):
+            scored = np.asarray(Image.open(tmp_path / "reports" / "test_masks" / f"{sample.id}_{name}.png")) > 0
+            assert (rle_decode(answer["classes"][name]["rle"]) == scored).all(), (sample.id, name)
 
 
 def test_inputs_of_every_supported_kind(served: Server) -> None:
