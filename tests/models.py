@@ -45,6 +45,7 @@ def log_selection(
     manifest_sha: str = "a" * 64,
     latency: float = 5.0,
     geometry: Geometry | None = None,
+    tta_flips: tuple[int, ...] = (),
 ) -> Path:
     """What `unetpp select` leaves behind: a pipeline run with the logged pruned model, selected.json, run.json."""
     import mlflow
@@ -60,6 +61,7 @@ def log_selection(
         class_names=params.model.class_names,
         image_size=params.data.image_size,
         geometry=(geometry or Geometry("whole", params.data.image_size)).as_dict(),
+        tta_flips=list(tta_flips),
     )
     atomic_save(payload, models / "model.pt")
     experiment = tracking.configure(params.tracking, models)

@@ -52,8 +52,10 @@ def test_dvc_repro_end_to_end(project: Path) -> None:
     assert "cdr_abs_error" in test and len(list((project / "reports/test_masks").glob("*.png"))) == 2 * 2
 
     rows = json.loads((project / "metrics/eval.json").read_text())
-    # L1 accurate averages head 1 alone: it is L1 fast, measured once
-    assert sorted(rows) == sorted(["L1_fast"] + [f"L{lv}_{m}" for lv in (2, 3, 4) for m in ("fast", "accurate")])
+    # L1 accurate averages head 1 alone: it is L1 fast, measured once; each with and without mirroring
+    base = ["L1_fast"] + [f"L{lv}_{m}" for lv in (2, 3, 4) for m in ("fast", "accurate")]
+    assert sorted(rows) == sorted(base + [f"{key}_tta" for key in base])
+    assert all(rows[f"{key}_tta"]["tta_flips"] == [1] for key in base)  # fundus: left-right only
     assert all(
         {"dice_disc", "iou_cup", "bce_mean", "gflops", "latency_ms", "parameters"} <= set(r) for r in rows.values()
     )

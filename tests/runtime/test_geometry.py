@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from unetpp.runtime.geometry import Geometry, forward, network_input, resample_masks
+from unetpp.runtime.geometry import Geometry, forward, mirrorings, network_input, resample_masks, segment
 
 
 def test_the_grid_of_each_mode() -> None:
@@ -43,3 +43,18 @@ def test_the_network_input_and_masks_share_the_grid() -> None:
     x = network_input(image, g, 1)
     assert x.shape == (1, 150, 100) and resample_masks(masks, g).shape == (1, 150, 100)
     assert resample_masks(masks, g)[0].sum() == pytest.approx(50 * 50, rel=0.05)
+
+
+def test_mirroring_averages_every_combination_flipped_back() -> None:
+    assert mirrorings(()) == [()] and mirrorings((1,)) == [(), (3,)]
+    assert mirrorings((0, 1)) == [(), (2,), (3,), (2, 3)]
+    ramp = torch.linspace(0, 1, 40)  # a module that is not mirror-symmetric: it weighs columns by a ramp
+    module = torch.nn.Identity()
+    module.forward = lambda t: torch.sigmoid(t[:, :1] * ramp)  # type: ignore[method-assign]
+    x = torch.randn(2, 3, 24, 40)
+    g = Geometry("whole", 24)
+    plain = segment(module, x, g, channels_last=False)
+    mirrored = segment(module, x, g, channels_last=False, flips=(1,))
+    expected = (plain + segment(module, x.flip(3), g, channels_last=False).flip(3)) / 2
+    torch.testing.assert_close(mirrored, expected)
+    assert not torch.allclose(mirrored, plain)

@@ -36,15 +36,19 @@ def make_project(root: Path, *overrides: dict[str, Any]) -> Path:
 
 
 @contextlib.contextmanager
-def serve_champion(project: Path, geometry: Geometry | None = None) -> Iterator[Server]:
-    """Version 1 (a fitted tiny UNet++, L2 fast, on `geometry`: whole by default) promoted to champion,
-    packaged and served; stopped after."""
+def serve_champion(
+    project: Path, geometry: Geometry | None = None, tta_flips: tuple[int, ...] = ()
+) -> Iterator[Server]:
+    """Version 1 (a fitted tiny UNet++, L2 fast, on `geometry`: whole by default; mirrored along
+    `tta_flips`) promoted to champion, packaged and served; stopped after."""
     with pytest.MonkeyPatch.context() as env:
         env.delenv("MLFLOW_TRACKING_URI", raising=False)  # the project's own store
         params = Params.model_validate(yaml.safe_load((project / "params.yaml").read_text()))
         model = fit_tiny(params, project / "data" / "prepared")
         registry = Registry(params, project)
-        version, _ = registry.register(log_selection(model, project / "selected-1", params, geometry=geometry))
+        version, _ = registry.register(
+            log_selection(model, project / "selected-1", params, geometry=geometry, tta_flips=tta_flips)
+        )
         assert registry.gate(str(version.version), project / "data" / "prepared").promoted
         server = Server(params, project)
         mar, _ = server.package()

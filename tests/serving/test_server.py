@@ -24,6 +24,7 @@ from unetpp.params import Params
 from unetpp.registry.promotion import Registry
 from unetpp.runtime.geometry import Geometry, network_input, segment
 from unetpp.runtime.inference import optimize_for_inference
+from unetpp.runtime.predict import tta_flips
 from unetpp.runtime.readout import anatomical, masks_at, rle_decode
 from unetpp.serving.server import Server, load_archive
 
@@ -52,12 +53,15 @@ def _matches_in_process(server: Server, image: np.ndarray) -> None:
     resp = _post(server, _png(image))
     assert resp.status_code == 200, resp.text
     answer = resp.json()
-    assert answer["model"] == {"name": "unetpp", "version": "1", "level": 2, "mode": "fast"}
+    model_info = {k: answer["model"][k] for k in ("name", "version", "level", "mode")}
+    assert model_info == {"name": "unetpp", "version": "1", "level": 2, "mode": "fast"}
     assert answer["size"] == list(image.shape[:2]) and set(answer["classes"]) == {"disc", "cup"}
 
     model, meta = load_archive(server.newest_archive())
-    model, geometry = optimize_for_inference(model), Geometry.of(meta)
-    probs = segment(model, network_input(image, geometry, model.config["in_channels"])[None], geometry)[0]
+    model, geometry, flips = optimize_for_inference(model), Geometry.of(meta), tta_flips(meta)
+    assert answer["model"].get("tta_flips", []) == list(flips)
+    x = network_input(image, geometry, model.config["in_channels"])[None]
+    probs = segment(model, x, geometry, flips=flips)[0]
     expected = anatomical(masks_at(probs, *image.shape[:2]), ["disc", "cup"])
     for name, mask in zip(("disc", "cup"), expected, strict=True):
         got = rle_decode(answer["classes"][name]["rle"])
@@ -83,10 +87,11 @@ def test_a_gray_model_answers_over_http(tmp_path_factory: pytest.TempPathFactory
 def test_a_patch_model_segments_a_large_image_with_sliding_windows(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """A model trained on patches at half the source resolution: the handler resamples a 200 x 160 request
-    to 100 x 80, slides 48-px windows over it and answers at 200 x 160, as the in-process code does."""
+    """A model trained on patches at half the source resolution, selected with left-right mirroring: the
+    handler resamples a 200 x 160 request to 100 x 80, slides 48-px windows over it and its mirror image,
+    averages, and answers at 200 x 160, as the in-process code does."""
     project = make_project(tmp_path_factory.mktemp("patch"))
-    with serve_champion(project, Geometry("patch", 48, 0.5)) as server:
+    with serve_champion(project, Geometry("patch", 48, 0.5), tta_flips=(1,)) as server:
         assert Geometry("patch", 48, 0.5).windows(200, 160) > 1
         _matches_in_process(server, generate_fundus(4, 200, seed=11).image[:, 20:180])
 

@@ -22,12 +22,12 @@ from unetpp.evaluation.profile import count_flops, median_latency_ms
 from unetpp.nn.checkpoint import load_checkpoint
 from unetpp.nn.networks import count_parameters, variants
 from unetpp.params import Params
-from unetpp.runtime.geometry import Geometry, segment
+from unetpp.runtime.geometry import Geometry, mirrorings, segment
 from unetpp.runtime.inference import optimize_for_inference, resolve_device
 
 
-def variant_key(level: int, mode: str) -> str:
-    return f"L{level}_{mode}"
+def variant_key(level: int, mode: str, flips: tuple[int, ...] = ()) -> str:
+    return f"L{level}_{mode}" + ("_tta" if flips else "")
 
 
 def score(
@@ -38,12 +38,14 @@ def score(
     geometry: Geometry,
     *,
     channels_last: bool,
+    flips: tuple[int, ...] = (),
 ) -> dict[str, dict[str, float]]:
     """Dice, IoU and BCE per class (and their mean) of a probability-returning module over `loader`, on the
-    network's grid (`geometry`: one forward, or sliding windows)."""
+    network's grid (`geometry`: one forward, or sliding windows), mirrored along `flips` when given."""
     metrics = SegmentationMetrics(names)
     for x, y in loader:
-        metrics.update(segment(served, x.to(device), geometry, channels_last=channels_last), y.to(device))
+        probs = segment(served, x.to(device), geometry, channels_last=channels_last, flips=flips)
+        metrics.update(probs, y.to(device))
     return metrics.compute()
 
 
@@ -67,25 +69,27 @@ def measure(
     params: Params,
     *,
     channels_last: bool,
+    flips: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """One variant's row: cost (parameters, GFLOPs and batch-1 latency on `probe`, an image on the network's
     grid, on its device) and accuracy."""
     ep, device = params.evaluate, probe.device
     windows = geometry.windows(*probe.shape[-2:]) if geometry.mode == "patch" else 1
-    flops = count_flops(pruned, (1, probe.shape[1], geometry.size, geometry.size)) * windows
+    flops = count_flops(pruned, (1, probe.shape[1], geometry.size, geometry.size)) * windows * len(mirrorings(flips))
     n_params = count_parameters(pruned)
     served = optimize_for_inference(pruned, channels_last=channels_last)
-    scores = score(served, loader, names, device, geometry, channels_last=channels_last)
+    scores = score(served, loader, names, device, geometry, channels_last=channels_last, flips=flips)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     latency = median_latency_ms(
-        lambda: (segment(served, probe, geometry, channels_last=channels_last), sync()),
+        lambda: (segment(served, probe, geometry, channels_last=channels_last, flips=flips), sync()),
         warmup=ep.warmup,
         repeats=ep.repeats,
     )
     row: dict[str, Any] = dict(
-        key=variant_key(level, mode),
+        key=variant_key(level, mode, flips),
         level=level,
         mode=mode,
+        tta_flips=list(flips),
         parameters=n_params,
         gflops=flops / 1e9,
         latency_ms=latency,
@@ -118,11 +122,22 @@ def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path
     loader = val_loader(prepared, params, geometry)
     channels_last = device.type == "cpu" or params.train.channels_last
     probe = torch.randn(1, model.config["in_channels"], *median_shape(loader.dataset), device=device)
+    mirrored = tuple(meta.get("flip_axes") or ())  # test-time mirroring along the axes training flipped
     rows = [
         measure(
-            model.prune(level, mode), level, mode, loader, names, probe, geometry, params, channels_last=channels_last
+            model.prune(level, mode),
+            level,
+            mode,
+            loader,
+            names,
+            probe,
+            geometry,
+            params,
+            channels_last=channels_last,
+            flips=flips,
         )
         for level, mode in variants(model)
+        for flips in ([(), mirrored] if mirrored else [()])
     ]
 
     metrics_dir.mkdir(parents=True, exist_ok=True)
@@ -135,8 +150,9 @@ def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path
     pareto_png = pareto(rows, plots_dir / "pareto.png")
     best = max(rows, key=lambda r: r["dice_mean"])
     served = optimize_for_inference(model.prune(best["level"], best["mode"]), channels_last=channels_last)
+    best_flips = tuple(best["tta_flips"])
     overlay_png = overlays(
-        lambda x: segment(served, x.to(device), geometry, channels_last=channels_last),
+        lambda x: segment(served, x.to(device), geometry, channels_last=channels_last, flips=best_flips),
         loader.dataset,
         names,
         ep.overlays,
@@ -147,7 +163,11 @@ def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path
     with tracking.mlflow.start_run(run_id=tracking.read_run_id(models_dir / "run.json")):
         for r in rows:
             tracking.mlflow.log_metrics(
-                {f"{r['key']}.{k}": float(v) for k, v in r.items() if k not in ("key", "level", "mode", "device")}
+                {
+                    f"{r['key']}.{k}": float(v)
+                    for k, v in r.items()
+                    if k not in ("key", "level", "mode", "device", "tta_flips")
+                }
             )
         for path in (metrics_dir / "eval.json", plots_dir / "pruning.csv", pareto_png, overlay_png):
             tracking.mlflow.log_artifact(str(path), "evaluate")

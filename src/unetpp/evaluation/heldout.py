@@ -30,7 +30,7 @@ from unetpp.nn.checkpoint import load_checkpoint
 from unetpp.params import Params
 from unetpp.runtime.geometry import Geometry
 from unetpp.runtime.inference import optimize_for_inference
-from unetpp.runtime.predict import probabilities, served_masks
+from unetpp.runtime.predict import probabilities, served_masks, tta_flips
 from unetpp.runtime.readout import vertical_cdr
 
 RESAMPLES = 2000  # bootstrap resamples per interval
@@ -94,7 +94,7 @@ def heldout(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path,
     from unetpp.registry import tracking
 
     model, meta = load_checkpoint(models_dir / "pruned" / "model.pt")
-    served, geometry = optimize_for_inference(model), Geometry.of(meta)
+    served, geometry, flips = optimize_for_inference(model), Geometry.of(meta), tta_flips(meta)
     names, in_channels = list(meta["class_names"]), int(model.config["in_channels"])
     masks_dir = reports_dir / "test_masks"
     masks_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +102,7 @@ def heldout(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path,
     for sample in heldout_samples(params, prepared):
         loaded = sample.load()
         height, width = loaded.image.shape[:2]
-        probs = probabilities(served, [loaded.image], geometry, in_channels)[0]
+        probs = probabilities(served, [loaded.image], geometry, in_channels, flips)[0]
         pred = served_masks(probs, height, width, names)
         for c, m in zip(names, pred, strict=True):
             Image.fromarray(m.astype(np.uint8) * 255).save(masks_dir / f"{sample.id}_{c}.png")
@@ -110,12 +110,12 @@ def heldout(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path,
             {"id": sample.id, "source_image": sample.source_image, "height": height, "width": width}
             | case_scores(pred, loaded.masks, names)
         )
-    selected = json.loads((models_dir / "selected.json").read_text())
     metrics = [k for k in rows[0] if k.startswith(("dice_", "iou_", "hd95_", "cdr_abs"))]
     summary = {
         "split": "test",
         "resolution": "source (each image's own size), masks as served",
-        "variant": f"L{selected['level']} {selected['mode']}",
+        "variant": f"L{model.config.get('level')} {model.config.get('mode')}"
+        + (f" + mirroring {list(flips)}" if flips else ""),
         "geometry": geometry.as_dict(),
         "cases": len(rows),
         **{k: summarize([r[k] for r in rows]) for k in metrics},

@@ -32,12 +32,20 @@ def training_curve(history: list[dict[str, Any]], names: list[str], path: Path) 
 def pareto(rows: list[dict[str, Any]], path: Path) -> Path:
     """Mean validation Dice against latency, one labelled point per level and mode."""
     fig, ax = plt.subplots(figsize=(7, 5))
-    for mode, marker in (("fast", "o"), ("accurate", "s")):
-        pts = [r for r in rows if r["mode"] == mode]
-        ax.scatter([r["latency_ms"] for r in pts], [r["dice_mean"] for r in pts], marker=marker, label=mode)
+    for mode, tta, marker in (
+        ("fast", False, "o"),
+        ("accurate", False, "s"),
+        ("fast", True, "^"),
+        ("accurate", True, "D"),
+    ):
+        pts = [r for r in rows if r["mode"] == mode and bool(r.get("tta_flips")) == tta]
+        label = f"{mode} + mirroring" if tta else mode
+        if not pts:
+            continue
+        ax.scatter([r["latency_ms"] for r in pts], [r["dice_mean"] for r in pts], marker=marker, label=label)
         for r in pts:
             ax.annotate(
-                f"L{r['level']} {mode}",
+                f"L{r['level']} {label}",
                 (r["latency_ms"], r["dice_mean"]),
                 textcoords="offset points",
                 xytext=(5, 5),

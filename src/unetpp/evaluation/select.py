@@ -41,7 +41,10 @@ def choose(rows: list[dict[str, Any]], policy: SelectParams) -> tuple[dict[str, 
             f"and latency <= select.max_latency_ms={cap} ms; the fastest within tolerance is "
             f"{fastest['key']} at {fastest['latency_ms']:.2f} ms"
         )
-    chosen = min(candidates, key=lambda r: (r["latency_ms"], -r["dice_mean"], r["level"], r["mode"] != "fast"))
+    chosen = min(
+        candidates,
+        key=lambda r: (r["latency_ms"], -r["dice_mean"], r["level"], r["mode"] != "fast", bool(r.get("tta_flips"))),
+    )
     reason = (
         f"{chosen['key']} is the fastest ({chosen['latency_ms']:.2f} ms) of {len(candidates)} variant(s) with mean "
         f"Dice >= {floor:.4f} (best {best:.4f} - {policy.max_dice_drop})"
@@ -63,10 +66,12 @@ def select(params: Params, metrics_dir: Path, models_dir: Path) -> dict[str, Any
     out = models_dir / "pruned"
     size = meta["image_size"]
     kept = {k: meta[k] for k in ("class_names", "image_size", "geometry") if k in meta}
-    atomic_save(model_payload(pruned, arch, **kept), out / "model.pt")
+    tta = list(chosen.get("tta_flips") or [])
+    atomic_save(model_payload(pruned, arch, **kept, tta_flips=tta), out / "model.pt")
     selected = dict(
         level=chosen["level"],
         mode=chosen["mode"],
+        tta_flips=tta,
         arch=arch,
         reason=reason,
         metrics=chosen,

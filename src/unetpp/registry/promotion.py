@@ -250,13 +250,15 @@ class Registry:
         from unetpp.nn.checkpoint import load_checkpoint
         from unetpp.runtime.geometry import Geometry
         from unetpp.runtime.inference import optimize_for_inference
+        from unetpp.runtime.predict import tta_flips
 
         with tempfile.TemporaryDirectory() as tmp:
             model, meta = load_checkpoint(self.download(version, Path(tmp)))
         names, geometry = meta["class_names"], Geometry.of(meta)
         loader = val_loader(prepared, self.params, geometry)
         served = optimize_for_inference(model, channels_last=True)
-        scores = score(served, loader, names, torch.device("cpu"), geometry, channels_last=True)
+        flips = tta_flips(meta)
+        scores = score(served, loader, names, torch.device("cpu"), geometry, channels_last=True, flips=flips)
         return {f"dice_{k}": v for k, v in scores["dice"].items()}
 
 

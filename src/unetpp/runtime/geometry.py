@@ -10,6 +10,7 @@ pass over it, shared by training's validation, evaluate, the registry gate and t
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -96,12 +97,29 @@ def forward(predictor: Predictor, x: torch.Tensor, geometry: Geometry) -> Any:
     return list(out) if isinstance(out, tuple) else out
 
 
+def mirrorings(flips: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Every combination of the image axes in `flips` (0 rows, 1 columns) as tensor dims, none first."""
+    dims = [axis + 2 for axis in sorted(flips)]
+    return [combo for r in range(len(dims) + 1) for combo in itertools.combinations(dims, r)]
+
+
 def segment(
-    module: torch.nn.Module, x: torch.Tensor, geometry: Geometry, *, channels_last: bool = True
+    module: torch.nn.Module,
+    x: torch.Tensor,
+    geometry: Geometry,
+    *,
+    channels_last: bool = True,
+    flips: tuple[int, ...] = (),
 ) -> torch.Tensor:
     """Probabilities of a probability-returning (served) module over a batch on the network's grid, under
     the inference context (around the whole sliding window: its blending buffers are inference tensors
-    too); float32."""
+    too); float32. With `flips`, test-time mirroring as nnU-Net does it: the mean of the probabilities
+    over every combination of those mirrorings, each flipped back."""
     layout = torch.channels_last if channels_last else torch.contiguous_format
+    combos = mirrorings(flips)
     with inference_context(x.device):
-        return forward(lambda t: module(t.contiguous(memory_format=layout)), x, geometry).float()
+        total = torch.zeros(())
+        for dims in combos:
+            probs = forward(lambda t: module(t.contiguous(memory_format=layout)), x.flip(dims), geometry).float()
+            total = total + probs.flip(dims)
+        return total / len(combos)

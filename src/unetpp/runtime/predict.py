@@ -11,14 +11,24 @@ from unetpp.runtime.readout import anatomical, masks_at
 
 
 def probabilities(
-    module: torch.nn.Module, images: list[np.ndarray], geometry: Geometry, in_channels: int
+    module: torch.nn.Module,
+    images: list[np.ndarray],
+    geometry: Geometry,
+    in_channels: int,
+    flips: tuple[int, ...] = (),
 ) -> list[torch.Tensor]:
-    """Per decoded (H, W, 3) uint8 image, its (classes, h, w) probabilities on the network's grid: one
-    batch for whole-image models, one image at a time (any size) for sliding windows."""
+    """Per decoded (H, W, 3) uint8 image, its (classes, h, w) probabilities on the network's grid (mirrored
+    along `flips` and averaged: the variant's test-time augmentation): one batch for whole-image models,
+    one image at a time (any size) for sliding windows."""
     inputs = [network_input(image, geometry, in_channels) for image in images]
     if geometry.mode == "whole":
-        return list(segment(module, torch.stack(inputs), geometry))
-    return [segment(module, x[None], geometry)[0] for x in inputs]
+        return list(segment(module, torch.stack(inputs), geometry, flips=flips))
+    return [segment(module, x[None], geometry, flips=flips)[0] for x in inputs]
+
+
+def tta_flips(meta: dict) -> tuple[int, ...]:
+    """The test-time mirroring axes a served checkpoint was selected with (none when absent)."""
+    return tuple(int(a) for a in meta.get("tta_flips") or ())
 
 
 def served_masks(probs: torch.Tensor, height: int, width: int, names: list[str]) -> np.ndarray:

@@ -39,10 +39,18 @@ class SegmentationHandler(BaseHandler):
         if want != (level, mode):
             raise ValueError(f"model-config.yaml says level/mode {want}; model.pt holds {(level, mode)}")
         self.model = optimize_for_inference(model, channels_last=True)
-        self.geometry, self.names = Geometry.of(meta), list(meta["class_names"])
+        from unetpp.runtime.predict import tta_flips
+
+        self.geometry, self.names, self.flips = Geometry.of(meta), list(meta["class_names"]), tta_flips(meta)
         self.in_channels = int(model.config["in_channels"])
         self.limits = Limits(int(cfg["max_bytes"]), int(cfg["max_pixels"]))  # serve.* in params.yaml
-        self.model_info = {"name": cfg.get("name"), "version": str(cfg.get("version")), "level": level, "mode": mode}
+        self.model_info = {
+            "name": cfg.get("name"),
+            "version": str(cfg.get("version")),
+            "level": level,
+            "mode": mode,
+            **({"tta_flips": list(self.flips)} if self.flips else {}),
+        }
         with inference_context():  # warm-up: the worker turns READY only once it answers at full speed
             for _ in range(2):
                 self.model(torch.zeros(1, self.in_channels, self.geometry.size, self.geometry.size))
@@ -66,7 +74,7 @@ class SegmentationHandler(BaseHandler):
         if not images:
             return answers
         decoded = time.perf_counter()
-        probs = probabilities(self.model, list(images.values()), self.geometry, self.in_channels)
+        probs = probabilities(self.model, list(images.values()), self.geometry, self.in_channels, self.flips)
         inferred = time.perf_counter()
         for (i, image), p in zip(images.items(), probs, strict=True):
             masks = served_masks(p, *image.shape[:2], self.names)

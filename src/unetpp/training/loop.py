@@ -268,6 +268,7 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
                     class_names=names,
                     image_size=params.data.image_size,
                     geometry=geometry.as_dict(),
+                    flip_axes=list(recipe.flip_axes),  # what test-time mirroring may use: trained invariant to
                     epoch=state.epoch,
                     val=val,
                 )
