@@ -9,7 +9,7 @@ import pytest
 
 from tests.project import run, tiny_project
 
-STAGES = ("summarize", "ingest", "validate", "plan", "train", "evaluate", "select", "test")
+STAGES = ("summarize", "ingest", "validate", "plan", "train", "evaluate", "select", "test", "baseline", "report")
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,13 @@ def test_dvc_repro_end_to_end(project: Path) -> None:
         "models/selected.json",
         "metrics/test.json",
         "reports/test_cases.csv",
+        "reports/test_worst.png",
+        "metrics/unet/eval.json",
+        "metrics/unet/test.json",
+        "models/unet/pruned/model.pt",
+        "reports/report.md",
+        "reports/report_pareto.png",
+        "reports/report_curves.png",
     ):
         assert (project / out).is_file(), out
     test = json.loads((project / "metrics/test.json").read_text())
@@ -50,6 +57,10 @@ def test_dvc_repro_end_to_end(project: Path) -> None:
     assert set(test["dice_disc"]) == {"mean", "ci95", "n"} and test["dice_disc"]["n"] == 2
     assert test["dice_disc"]["ci95"][0] <= test["dice_disc"]["mean"] <= test["dice_disc"]["ci95"][1]
     assert "cdr_abs_error" in test and len(list((project / "reports/test_masks").glob("*.png"))) == 2 * 2
+    baseline = json.loads((project / "metrics/unet/eval.json").read_text())
+    assert sorted(baseline) == ["L4_fast", "L4_fast_tta"]  # U-Net: one network, with and without mirroring
+    report = (project / "reports/report.md").read_text()
+    assert "| U-Net | L4 fast" in report and "| UNet++ | L" in report and "(selected)" in report
 
     rows = json.loads((project / "metrics/eval.json").read_text())
     # L1 accurate averages head 1 alone: it is L1 fast, measured once; each with and without mirroring

@@ -107,6 +107,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     from unetpp.training.loop import train
 
     params = load_params(args.params)
+    if args.arch:  # the baseline: the same plan and recipe, another network
+        model = type(params.model).model_validate({**params.model.model_dump(), "arch": args.arch})
+        params = params.model_copy(update={"model": model})
     summary = train(params, Path(args.prepared), Path(args.plans), Path(args.models), Path(args.metrics))
     if summary:
         best = summary["best"]
@@ -145,6 +148,25 @@ def cmd_test(args: argparse.Namespace) -> None:
                 key, f"{value['mean']:.4f}", f"{value['ci95'][0]:.4f} - {value['ci95'][1]:.4f}", str(value["n"])
             )
     Console(width=120).print(table)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    """The seed's comparison: UNet++ against the U-Net baseline, reports/report.md with its figures."""
+    from unetpp.evaluation.report import report
+    from unetpp.registry import tracking
+
+    params = load_params(args.params)
+    models, metrics, reports = Path(args.models), Path(args.metrics), Path(args.reports)
+    runs = {
+        "unetpp": (models, metrics, reports),
+        "unet": (models / "unet", metrics / "unet", reports / "unet"),
+    }
+    out = report(runs, params.model.class_names, reports / "report.md")
+    tracking.configure(params.tracking)
+    with tracking.mlflow.start_run(run_id=tracking.read_run_id(models / "run.json")):
+        for name in ("report.md", "report_pareto.png", "report_curves.png"):
+            tracking.mlflow.log_artifact(str(out.parent / name), "report")
+    print(f"written {out}")
 
 
 def cmd_registry(args: argparse.Namespace) -> None:
@@ -206,7 +228,13 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], dict[str, str]]]
     "plan": (cmd_plan, {"--prepared": "data/prepared", "--out": "plans.json"}),
     "train": (
         cmd_train,
-        {"--prepared": "data/prepared", "--plans": "plans.json", "--models": "models", "--metrics": "metrics"},
+        {
+            "--prepared": "data/prepared",
+            "--plans": "plans.json",
+            "--models": "models",
+            "--metrics": "metrics",
+            "--arch": None,
+        },
     ),
     "evaluate": (
         cmd_evaluate,
@@ -217,6 +245,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], dict[str, str]]]
         cmd_test,
         {"--prepared": "data/prepared", "--models": "models", "--metrics": "metrics", "--reports": "reports"},
     ),
+    "report": (cmd_report, {"--models": "models", "--metrics": "metrics", "--reports": "reports"}),
     "registry": (cmd_registry, {"--models": "models", "--prepared": "data/prepared", "--version": None}),
     "serve": (cmd_serve, {"--version": None, "--mar": None}),
     "predict": (cmd_predict, {"--overlay": None}),

@@ -15,7 +15,8 @@ from PIL import Image
 from tests.params import project_params
 from tests.project import run, tiny_project
 from unetpp.data.synthetic import generate_fundus
-from unetpp.evaluation.heldout import case_scores, summarize
+from unetpp.evaluation.heldout import case_scores
+from unetpp.evaluation.metrics import mean_with_interval as summarize
 
 
 def test_a_perfect_case_and_an_empty_prediction() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from unetpp.data.dataset import PreparedDataset, make_loader
-from unetpp.evaluation.metrics import SegmentationMetrics
+from unetpp.evaluation.metrics import SegmentationMetrics, mean_with_interval
 from unetpp.evaluation.profile import count_flops, median_latency_ms
 from unetpp.nn.checkpoint import load_checkpoint
 from unetpp.nn.networks import count_parameters, variants
@@ -39,14 +39,14 @@ def score(
     *,
     channels_last: bool,
     flips: tuple[int, ...] = (),
-) -> dict[str, dict[str, float]]:
-    """Dice, IoU and BCE per class (and their mean) of a probability-returning module over `loader`, on the
+) -> SegmentationMetrics:
+    """Dice, IoU and BCE per class (`.compute()`) of a probability-returning module over `loader`, on the
     network's grid (`geometry`: one forward, or sliding windows), mirrored along `flips` when given."""
     metrics = SegmentationMetrics(names)
     for x, y in loader:
         probs = segment(served, x.to(device), geometry, channels_last=channels_last, flips=flips)
         metrics.update(probs, y.to(device))
-    return metrics.compute()
+    return metrics
 
 
 def val_loader(prepared: Path, params: Params, geometry: Geometry) -> Iterable:
@@ -78,7 +78,8 @@ def measure(
     flops = count_flops(pruned, (1, probe.shape[1], geometry.size, geometry.size)) * windows * len(mirrorings(flips))
     n_params = count_parameters(pruned)
     served = optimize_for_inference(pruned, channels_last=channels_last)
-    scores = score(served, loader, names, device, geometry, channels_last=channels_last, flips=flips)
+    measured = score(served, loader, names, device, geometry, channels_last=channels_last, flips=flips)
+    scores = measured.compute()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     latency = median_latency_ms(
         lambda: (segment(served, probe, geometry, channels_last=channels_last, flips=flips), sync()),
@@ -97,6 +98,7 @@ def measure(
     )
     for metric in ("dice", "iou", "bce"):
         row.update({f"{metric}_{c}": v for c, v in scores[metric].items()})
+    row["dice_mean_ci95"] = mean_with_interval(measured.per_sample_dice())["ci95"]
     print(
         f"{row['key']:12s} dice_mean {row['dice_mean']:.4f} latency {latency:8.2f} ms "
         f"{row['gflops']:6.2f} GFLOPs {n_params:>10,} params"
@@ -166,7 +168,7 @@ def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path
                 {
                     f"{r['key']}.{k}": float(v)
                     for k, v in r.items()
-                    if k not in ("key", "level", "mode", "device", "tta_flips")
+                    if k not in ("key", "level", "mode", "device", "tta_flips", "dice_mean_ci95")
                 }
             )
         for path in (metrics_dir / "eval.json", plots_dir / "pruning.csv", pareto_png, overlay_png):

@@ -21,19 +21,18 @@ import numpy as np
 import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
 from PIL import Image
-from scipy.stats import bootstrap
 
 from unetpp.data.ingest import load_manifest
 from unetpp.data.sources import READERS, RawSample
 from unetpp.errors import UserError
+from unetpp.evaluation.metrics import mean_with_interval
+from unetpp.evaluation.plots import overlay_grid
 from unetpp.nn.checkpoint import load_checkpoint
 from unetpp.params import Params
 from unetpp.runtime.geometry import Geometry
 from unetpp.runtime.inference import optimize_for_inference
 from unetpp.runtime.predict import probabilities, served_masks, tta_flips
 from unetpp.runtime.readout import vertical_cdr
-
-RESAMPLES = 2000  # bootstrap resamples per interval
 
 
 def heldout_samples(params: Params, prepared: Path) -> list[RawSample]:
@@ -75,22 +74,26 @@ def case_scores(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> dict[s
     return row
 
 
-def summarize(values: list[float]) -> dict[str, Any]:
-    """Mean over the finite values, with a percentile-bootstrap 95% interval (seeded) and the count."""
-    data = np.array([v for v in values if math.isfinite(v)], float)
-    if data.size == 0:
-        return {"mean": None, "ci95": None, "n": 0}
-    if data.size == 1 or np.ptp(data) == 0:
-        return {"mean": round(float(data.mean()), 4), "ci95": [round(float(data[0]), 4)] * 2, "n": int(data.size)}
-    ci = bootstrap(
-        (data,), np.mean, confidence_level=0.95, n_resamples=RESAMPLES, method="percentile", random_state=0
-    ).confidence_interval
-    return {"mean": round(float(data.mean()), 4), "ci95": [round(ci.low, 4), round(ci.high, 4)], "n": int(data.size)}
+WORST = 4  # test cases drawn in reports/test_worst.png
+
+
+def worst_cases(
+    rows: list[dict[str, Any]], samples: list[RawSample], names: list[str], predict: Any
+) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """The `WORST` cases by mean Dice, re-read and segmented again (keeping every image would not scale)."""
+    mean = [float(np.mean([r[f"dice_{c}"] for c in names])) for r in rows]
+    chosen = sorted(range(len(rows)), key=lambda k: mean[k])[:WORST]
+    out = []
+    for k in chosen:
+        loaded = samples[k].load()
+        out.append((f"{rows[k]['id']} (Dice {mean[k]:.3f})", loaded.image, predict(loaded.image), loaded.masks))
+    return out
 
 
 def heldout(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path, reports_dir: Path) -> dict[str, Any]:
     """Score the selected model (models/pruned/model.pt) on the test split; write metrics/test.json,
-    reports/test_cases.csv and each case's served masks (reports/test_masks/); log them to the MLflow run."""
+    reports/test_cases.csv, each case's served masks (reports/test_masks/) and the worst cases' overlays
+    (reports/test_worst.png); log them to the MLflow run."""
     from unetpp.registry import tracking
 
     model, meta = load_checkpoint(models_dir / "pruned" / "model.pt")
@@ -98,12 +101,17 @@ def heldout(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path,
     names, in_channels = list(meta["class_names"]), int(model.config["in_channels"])
     masks_dir = reports_dir / "test_masks"
     masks_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for sample in heldout_samples(params, prepared):
+
+    def predict(image: np.ndarray) -> np.ndarray:
+        """The served masks of one decoded image."""
+        probs = probabilities(served, [image], geometry, in_channels, flips)[0]
+        return served_masks(probs, *image.shape[:2], names)
+
+    rows, samples = [], heldout_samples(params, prepared)
+    for sample in samples:
         loaded = sample.load()
         height, width = loaded.image.shape[:2]
-        probs = probabilities(served, [loaded.image], geometry, in_channels, flips)[0]
-        pred = served_masks(probs, height, width, names)
+        pred = predict(loaded.image)
         for c, m in zip(names, pred, strict=True):
             Image.fromarray(m.astype(np.uint8) * 255).save(masks_dir / f"{sample.id}_{c}.png")
         rows.append(
@@ -111,16 +119,20 @@ def heldout(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path,
             | case_scores(pred, loaded.masks, names)
         )
     metrics = [k for k in rows[0] if k.startswith(("dice_", "iou_", "hd95_", "cdr_abs"))]
+    selected = json.loads((models_dir / "selected.json").read_text())
     summary = {
         "split": "test",
         "resolution": "source (each image's own size), masks as served",
-        "variant": f"L{model.config.get('level')} {model.config.get('mode')}"
-        + (f" + mirroring {list(flips)}" if flips else ""),
+        "arch": meta["arch"],
+        "variant": f"L{selected['level']} {selected['mode']}" + (f" + mirroring {list(flips)}" if flips else ""),
         "geometry": geometry.as_dict(),
         "cases": len(rows),
-        **{k: summarize([r[k] for r in rows]) for k in metrics},
+        **{k: mean_with_interval([r[k] for r in rows]) for k in metrics},
     }
-    summary["dice_mean"] = summarize([float(np.mean([r[f"dice_{c}"] for c in names])) for r in rows])
+    summary["dice_mean"] = mean_with_interval([float(np.mean([r[f"dice_{c}"] for c in names])) for r in rows])
+    worst = worst_cases(rows, samples, names, predict)
+    summary["worst_cases"] = [case[0] for case in worst]
+    overlay_grid(worst, names, reports_dir / "test_worst.png", "test, worst cases by mean Dice")
     metrics_dir.mkdir(parents=True, exist_ok=True)
     (metrics_dir / "test.json").write_text(json.dumps(summary, indent=2) + "\n")
     with (reports_dir / "test_cases.csv").open("w", newline="") as fh:
@@ -132,6 +144,6 @@ def heldout(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path,
         tracking.mlflow.log_metrics(
             {f"test.{k}": v["mean"] for k, v in summary.items() if isinstance(v, dict) and v.get("mean") is not None}
         )
-        for path in (metrics_dir / "test.json", reports_dir / "test_cases.csv"):
+        for path in (metrics_dir / "test.json", reports_dir / "test_cases.csv", reports_dir / "test_worst.png"):
             tracking.mlflow.log_artifact(str(path), "test")
     return summary

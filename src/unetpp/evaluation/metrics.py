@@ -11,10 +11,14 @@ clamped to [1e-7, 1 - 1e-7]) against the mask, per class.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from monai.metrics import compute_dice, compute_iou
+from scipy.stats import bootstrap
 from torch import Tensor
 
 from unetpp.runtime.readout import binarize
@@ -46,6 +50,10 @@ class SegmentationMetrics:
         bce = -(target * p.log() + (1 - target) * (1 - p).log())
         self._bce.append(bce.mean(dim=(2, 3)))
 
+    def per_sample_dice(self) -> list[float]:
+        """Each sample's Dice, averaged over classes (what a bootstrap over cases resamples)."""
+        return torch.cat(self._dice).mean(dim=1).tolist()
+
     def compute(self) -> dict[str, dict[str, float]]:
         """{"dice"|"iou"|"bce": {class name: value, ..., "mean": mean over classes}}."""
         if not self._dice:
@@ -56,3 +64,20 @@ class SegmentationMetrics:
             out[name] = {c: float(v) for c, v in zip(self.class_names, per_class, strict=True)}
             out[name]["mean"] = float(per_class.mean())
         return out
+
+
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def mean_with_interval(values: Sequence[float]) -> dict[str, Any]:
+    """Mean over the finite values, with a percentile-bootstrap 95% interval over them (scipy, seeded) and
+    their count: how far the mean of this many cases can be trusted."""
+    data = np.array([v for v in values if math.isfinite(v)], float)
+    if data.size == 0:
+        return {"mean": None, "ci95": None, "n": 0}
+    if data.size == 1 or np.ptp(data) == 0:
+        return {"mean": round(float(data.mean()), 4), "ci95": [round(float(data[0]), 4)] * 2, "n": int(data.size)}
+    ci = bootstrap(
+        (data,), np.mean, confidence_level=0.95, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile", random_state=0
+    ).confidence_interval
+    return {"mean": round(float(data.mean()), 4), "ci95": [round(ci.low, 4), round(ci.high, 4)], "n": int(data.size)}

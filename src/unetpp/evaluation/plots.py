@@ -64,30 +64,40 @@ def pareto(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def overlays(predict: Any, dataset: Any, names: list[str], count: int, path: Path) -> Path:
-    """Validation images with each predicted class filled in its colour, ground truth as contours;
-    `predict` maps a (1, C, H, W) input to probabilities."""
+Case = tuple[str, Any, Any, Any]  # (title, (H, W, C) uint8 image, predicted and true (classes, H, W) masks)
+
+
+def overlay_grid(cases: list[Case], names: list[str], path: Path, split: str) -> Path:
+    """Images with each predicted class filled in its colour and the ground truth as white contours."""
     import numpy as np
 
-    from unetpp.runtime.readout import binarize, colour, describe_colours
+    from unetpp.runtime.readout import colour, describe_colours
 
-    count = max(1, min(count, len(dataset)))
-    fig, axes = plt.subplots(1, count, figsize=(4 * count, 4), squeeze=False)
-    for ax, idx in zip(axes[0], range(count), strict=True):
-        x, y = dataset[idx]
-        image = dataset.arrays(idx)[0]
-        pred = binarize(predict(x[None])[0]).cpu().numpy()
+    fig, axes = plt.subplots(1, max(1, len(cases)), figsize=(4 * max(1, len(cases)), 4), squeeze=False)
+    for ax, (title, image, pred, truth) in zip(axes[0], cases, strict=False):
         rgb = (image if image.shape[-1] == 3 else np.repeat(image, 3, -1)).astype(np.float32) / 255
-        colours = [np.array(colour(name, c)) / 255 for c, name in enumerate(names)]
-        for c, rgb_c in enumerate(colours):
-            rgb[pred[c]] = 0.55 * rgb[pred[c]] + 0.45 * rgb_c
+        for c, name in enumerate(names):
+            rgb[pred[c]] = 0.55 * rgb[pred[c]] + 0.45 * np.array(colour(name, c)) / 255
         ax.imshow(rgb)
         for c in range(len(names)):  # white: visible over every fill colour
-            ax.contour(y[c].numpy(), levels=[0.5], colors="white", linewidths=1)
-        ax.set_title(dataset.ids[idx], fontsize=8)
+            ax.contour(np.asarray(truth[c], float), levels=[0.5], colors="white", linewidths=1)
+        ax.set_title(title, fontsize=8)
         ax.axis("off")
-    fig.suptitle(f"validation: prediction filled ({describe_colours(names)}), ground truth as white contours")
+    fig.suptitle(f"{split}: prediction filled ({describe_colours(names)}), ground truth as white contours")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def overlays(predict: Any, dataset: Any, names: list[str], count: int, path: Path) -> Path:
+    """The first `count` validation images on the network's grid (`overlay_grid`); `predict` maps a
+    (1, C, H, W) input to probabilities."""
+    from unetpp.runtime.readout import binarize
+
+    cases = []
+    for idx in range(max(1, min(count, len(dataset)))):
+        x, y = dataset[idx]
+        pred = binarize(predict(x[None])[0]).cpu().numpy()
+        cases.append((dataset.ids[idx], dataset.arrays(idx)[0], pred, y.numpy()))
+    return overlay_grid(cases, names, path, "validation")

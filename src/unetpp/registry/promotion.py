@@ -258,7 +258,7 @@ class Registry:
         loader = val_loader(prepared, self.params, geometry)
         served = optimize_for_inference(model, channels_last=True)
         flips = tta_flips(meta)
-        scores = score(served, loader, names, torch.device("cpu"), geometry, channels_last=True, flips=flips)
+        scores = score(served, loader, names, torch.device("cpu"), geometry, channels_last=True, flips=flips).compute()
         return {f"dice_{k}": v for k, v in scores["dice"].items()}
 
 

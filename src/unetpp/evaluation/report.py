@@ -1,0 +1,149 @@
+"""The report stage: the seed's comparison, UNet++ against the U-Net baseline trained by the same plan.
+
+`reports/report.md` (readable on GitHub and in the MLflow run) holds two tables — the held-out test
+split at the source resolution for each architecture's selected variant (the only quality figures),
+and every level x mode x mirroring on the validation split (what chose them) — the Pareto plot of
+both, the training curves of both, and the worst test cases of each. It reads only what the other
+stages wrote: no split is read here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from unetpp.evaluation.plots import plt
+
+ARCHS = {"unetpp": "UNet++", "unet": "U-Net"}
+
+
+def _interval(entry: dict[str, Any] | None) -> str:
+    if not entry or entry.get("mean") is None:
+        return "-"
+    low, high = entry["ci95"]
+    return f"{entry['mean']:.4f} [{low:.4f}, {high:.4f}]"
+
+
+def heldout_table(tests: dict[str, dict[str, Any]], names: list[str]) -> list[str]:
+    """Markdown rows: per architecture, its selected variant on the test split with 95% intervals."""
+    metrics = [f"dice_{c}" for c in names] + [f"iou_{c}" for c in names] + [f"hd95_{c}" for c in names]
+    metrics += ["cdr_abs_error"] if "cdr_abs_error" in next(iter(tests.values())) else []
+    lines = ["| model | variant | cases | " + " | ".join(metrics) + " |", "|---|---|---|" + "---|" * len(metrics)]
+    for arch, t in tests.items():
+        cells = [_interval(t.get(m)) for m in metrics]
+        lines.append(f"| {ARCHS[arch]} | {t['variant']} | {t['cases']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def validation_table(evals: dict[str, dict[str, Any]], selected: dict[str, str], names: list[str]) -> list[str]:
+    """Markdown rows: every variant of both architectures on the validation split."""
+    cols = [f"{m}_{c}" for m in ("dice", "iou", "bce") for c in names]
+    head = ["model", "variant", "mirroring", *cols, "mean Dice [95%]", "parameters", "GFLOPs", "latency ms"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for arch, rows in evals.items():
+        for key, r in rows.items():
+            mark = " (selected)" if key == selected[arch] else ""
+            low, high = r["dice_mean_ci95"]
+            lines.append(
+                f"| {ARCHS[arch]} | L{r['level']} {r['mode']}{mark} | {r.get('tta_flips') or '-'} | "
+                + " | ".join(f"{r[c]:.4f}" for c in cols)
+                + f" | {r['dice_mean']:.4f} [{low:.4f}, {high:.4f}] | {r['parameters']:,} | {r['gflops']:.2f} | "
+                f"{r['latency_ms']:.2f} |"
+            )
+    return lines
+
+
+def pareto_both(evals: dict[str, dict[str, Any]], path: Path) -> Path:
+    """Mean validation Dice against latency, every variant of both architectures."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for arch, marker in (("unetpp", "o"), ("unet", "s")):
+        for tta, fill in ((False, "full"), (True, "none")):
+            pts = [r for r in evals[arch].values() if bool(r.get("tta_flips")) == tta]
+            if not pts:
+                continue
+            ax.plot(
+                [r["latency_ms"] for r in pts],
+                [r["dice_mean"] for r in pts],
+                marker=marker,
+                fillstyle=fill,
+                linestyle="none",
+                label=ARCHS[arch] + (" + mirroring" if tta else ""),
+            )
+            for r in pts:
+                ax.annotate(
+                    r["key"], (r["latency_ms"], r["dice_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7
+                )
+    device = next(iter(evals["unetpp"].values()))["device"]
+    ax.set(xlabel=f"latency per image ({device}), ms", ylabel="mean Dice (validation)", title="accuracy against speed")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def curves_both(curves: dict[str, list[dict[str, str]]], path: Path) -> Path:
+    """Validation mean Dice and loss of both architectures against epochs."""
+    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
+    for arch, rows in curves.items():
+        epochs = [int(r["epoch"]) for r in rows]
+        ax_loss.plot(epochs, [float(r["val_loss"]) for r in rows], label=f"{ARCHS[arch]} validation")
+        ax_loss.plot(epochs, [float(r["train_loss"]) for r in rows], linestyle="--", label=f"{ARCHS[arch]} train")
+        ax_dice.plot(epochs, [float(r["dice_mean"]) for r in rows], label=ARCHS[arch])
+    ax_loss.set(xlabel="epoch", ylabel="BCE + Dice loss", title="loss")
+    ax_dice.set(xlabel="epoch", ylabel="mean Dice", title="validation mean Dice", ylim=(0, 1))
+    ax_loss.legend()
+    ax_dice.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def report(runs: dict[str, tuple[Path, Path, Path]], names: list[str], out: Path) -> Path:
+    """Write `out` (report.md) and its PNGs beside it from each architecture's (models, metrics, reports)
+    folders; return the report's path."""
+    evals, tests, curves, selected = {}, {}, {}, {}
+    for arch, (models, metrics, _) in runs.items():
+        evals[arch] = json.loads((metrics / "eval.json").read_text())
+        tests[arch] = json.loads((metrics / "test.json").read_text())
+        with (metrics / "train_curve.csv").open() as fh:
+            curves[arch] = list(csv.DictReader(fh))
+        selected[arch] = json.loads((models / "selected.json").read_text())["metrics"]["key"]
+    folder = out.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    pareto_both(evals, folder / "report_pareto.png")
+    curves_both(curves, folder / "report_curves.png")
+    worst = {arch: reports / "test_worst.png" for arch, (_, _, reports) in runs.items()}
+    lines = [
+        "# UNet++ against U-Net",
+        "",
+        "Both trained by the same plan (`plans.json`: the same optimizer steps, batch, schedule, augmentation "
+        "and grid), each level x mode with and without test-time mirroring scored on the validation split, "
+        "which alone chose each architecture's variant; then that variant scored once on the held-out test "
+        "split.",
+        "",
+        "## Test split (source resolution, masks as served; mean [95% bootstrap interval])",
+        "",
+        *heldout_table(tests, names),
+        "",
+        "## Validation split (the network's grid; what selected)",
+        "",
+        *validation_table(evals, selected, names),
+        "",
+        "![accuracy against speed](report_pareto.png)",
+        "",
+        "![training curves](report_curves.png)",
+        "",
+        "## Worst test cases",
+        "",
+        *(
+            f"{ARCHS[arch]}: ![{ARCHS[arch]} worst test cases]({path.relative_to(folder)})"
+            for arch, path in worst.items()
+        ),
+        "",
+    ]
+    out.write_text("\n".join(lines))
+    return out
