@@ -168,7 +168,7 @@ class EvaluateParams(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="the device that will serve")
     batch_size: int = Field(8, ge=1, description="images per inference batch when scoring (evaluate, the gate)")
     warmup: int = Field(3, ge=0)
-    repeats: int = Field(15, ge=1, description="latency: median of this many batch-1 calls")
+    repeats: int = Field(15, ge=1, description="latency: median of this many batch-1 calls (per window)")
     overlays: int = Field(4, ge=0, description="validation images drawn with their predictions")
 
 

@@ -26,6 +26,9 @@ from unetpp.runtime.geometry import Geometry, mirrorings, segment
 from unetpp.runtime.inference import optimize_for_inference, resolve_device
 
 
+MIN_CALLS = 3  # latency: the median of at least this many calls
+
+
 def variant_key(level: int, mode: str, flips: tuple[int, ...] = ()) -> str:
     return f"L{level}_{mode}" + ("_tta" if flips else "")
 
@@ -81,10 +84,12 @@ def measure(
     measured = score(served, loader, names, device, geometry, channels_last=channels_last, flips=flips)
     scores = measured.compute()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    # an image of many windows is many forwards already: fewer calls measure it as steadily
+    calls = max(MIN_CALLS, -(-ep.repeats // windows))
     latency = median_latency_ms(
         lambda: (segment(served, probe, geometry, channels_last=channels_last, flips=flips), sync()),
-        warmup=ep.warmup,
-        repeats=ep.repeats,
+        warmup=min(ep.warmup, calls),
+        repeats=calls,
     )
     row: dict[str, Any] = dict(
         key=variant_key(level, mode, flips),
