@@ -25,7 +25,6 @@ from unetpp.params import Params
 from unetpp.runtime.geometry import Geometry, mirrorings, segment
 from unetpp.runtime.inference import optimize_for_inference, resolve_device
 
-
 MIN_CALLS = 3  # latency: the median of at least this many calls
 
 
