@@ -183,10 +183,12 @@ def retrain(project: str = str(ROOT), params_file: str = "params.yaml") -> dict[
     packaged = package(root, params_file, decision["champion_after"])
     _publish(root, decision)
     selected = json.loads((root / "models/selected.json").read_text())
+    test = json.loads((root / "metrics/test.json").read_text())
     summary = {
         "stages": stages,
         "selected": {k: selected[k] for k in ("level", "mode", "reason")},
         "metrics": {k: v for k, v in selected["metrics"].items() if k.startswith("dice_") or k == "latency_ms"},
+        "test": {k: v for k, v in test.items() if k.startswith("dice_") and v.get("mean") is not None},
         "registered": registered,
         "decision": decision,
         "package": packaged,
@@ -198,7 +200,8 @@ def retrain(project: str = str(ROOT), params_file: str = "params.yaml") -> dict[
 def render(summary: dict[str, Any]) -> str:
     """The end-of-run summary as plain text."""
     stages = ", ".join(f"{name} {state}" for name, state in summary["stages"].items())
-    metrics = " ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items())
+    metrics = " ".join(f"val {k} {v:.4f}" for k, v in summary["metrics"].items())
+    test = " ".join(f"{k} {v['mean']:.4f} [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]" for k, v in summary["test"].items())
     reg, dec, sel = summary["registered"], summary["decision"], summary["selected"]
     fresh = "new" if reg["created"] else "already registered"
     return "\n".join(
@@ -206,6 +209,7 @@ def render(summary: dict[str, Any]) -> str:
             "retrain summary",
             f"  stages:    {stages}",
             f"  selected:  L{sel['level']} {sel['mode']} ({metrics})",
+            f"  test:      {test} (held-out split, source resolution, as served; report: reports/report.md)",
             f"  registry:  {reg['name']} version {reg['version']} ({fresh})",
             f"  promotion: {'promoted' if dec['promoted'] else 'not promoted'}: {dec['reason']}",
             f"  champion:  version {dec['champion_after']}",
