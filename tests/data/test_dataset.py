@@ -102,3 +102,13 @@ def test_patch_plans_train_on_patches_and_validate_whole_resampled_images(prepar
     assert centred > whole_share  # oversampled: more patch centres on foreground than its share of the image
     augmented = training_transform(0, (1,), 3, augment=True, patch=32)
     assert PreparedDataset(prepared, "train", augment=augmented, geometry=geometry)[0][0].shape == (3, 32, 32)
+
+
+def test_a_geometry_feeds_its_own_grid_from_the_source(prepared: Path) -> None:
+    """The gate re-scores a champion on the current data at its own side: a checkpoint's whole-image
+    geometry at another side is resampled from the source arrays; at the stored side it equals them."""
+    other = PreparedDataset(prepared, "val", geometry=Geometry("whole", 32))
+    assert other[0][0].shape == (3, 32, 32) and other[0][1].shape == (2, 32, 32)
+    same, stored = PreparedDataset(prepared, "val", geometry=Geometry("whole", 64)), PreparedDataset(prepared, "val")
+    torch.testing.assert_close(same[0][0], stored[0][0], atol=0, rtol=0)
+    torch.testing.assert_close(same[0][1], stored[0][1], atol=0, rtol=0)

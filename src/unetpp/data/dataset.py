@@ -41,8 +41,9 @@ class PreparedDataset(Dataset):
         self.ids = rows["id"].astype(str).tolist()
         self.paths = [prepared / "samples" / f"{i}.npz" for i in self.ids]
         self.augment = augment  # `unetpp.data.augment.train_augmentation`, or None: as stored
-        # None or whole: the arrays ingest stored at data.image_size; patch: the source resampled to the grid
-        self.geometry = geometry if geometry is not None and geometry.mode == "patch" else None
+        # None: the arrays ingest stored at data.image_size; a geometry (a checkpoint's, the plan's): the
+        # source resampled to its grid, so a model trained at another side is fed what it was trained on
+        self.geometry = geometry
         self._resampled: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def reseed(self, seed: int) -> None:
@@ -58,7 +59,7 @@ class PreparedDataset(Dataset):
         if self.geometry is None:
             with np.load(self.paths[index]) as npz:
                 return npz["image"], npz["mask"]
-        if index not in self._resampled:  # resampling a large image costs more than a training step's share
+        if index not in self._resampled:  # resampled once: a large image costs more than a training step's share
             with np.load(self.paths[index]) as npz:
                 image, mask = npz["source_image"], npz["source_mask"]
             shape = self.geometry.shape_of(*image.shape[:2])
