@@ -1,5 +1,8 @@
 """Training augmentation: MONAI dictionary transforms move image and mask together, so a flip or an
-affine never separates them. Works on [0, 1] images (`to_unit_tensor`); the dataset standardises after."""
+affine never separates them. Works on standardised images (`to_model_input` of the whole image, as
+served): zero padding is the image's mean, and the intensity jitter (gamma, contrast, brightness in
+units of the image's standard deviation) is not undone by a later standardisation. nnU-Net also
+augments after normalising."""
 
 from __future__ import annotations
 

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.data import set_track_meta
+from monai.data import DataLoader, set_track_meta
 from monai.transforms import Compose
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 
 from unetpp.data.ingest import load_manifest
 from unetpp.errors import UserError
 from unetpp.params import DataParams
 from unetpp.runtime.geometry import Geometry
-from unetpp.runtime.preprocess import resize_image, resize_masks, standardize, to_model_input, to_unit_tensor
+from unetpp.runtime.preprocess import resize_image, resize_masks, to_model_input
 
 set_track_meta(False)  # plain tensors out of MONAI transforms: no metadata bookkeeping per sample
 
@@ -71,9 +71,11 @@ class PreparedDataset(Dataset):
         mask_t = torch.from_numpy(mask.astype(np.float32))
         if self.augment is None:
             return to_model_input(image), mask_t
-        out = self.augment({"image": to_unit_tensor(image), "mask": mask_t})
+        # standardised whole, as served (a patch keeps the image's statistics), then augmented: zero padding
+        # is the mean, as in sliding windows, and intensity jitter is not undone by a later standardisation
+        out = self.augment({"image": to_model_input(image), "mask": mask_t})
         out = out[0] if isinstance(out, list) else out  # patch sampling returns a list of one
-        return standardize(torch.as_tensor(out["image"])), torch.as_tensor(out["mask"]).clamp(0.0, 1.0)
+        return torch.as_tensor(out["image"]), torch.as_tensor(out["mask"]).clamp(0.0, 1.0)
 
 
 def make_loader(

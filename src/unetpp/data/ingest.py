@@ -34,7 +34,8 @@ def object_diameters(mask: np.ndarray) -> list[float]:
     return sorted(float(2 * np.sqrt(a / np.pi)) for a in areas)
 
 
-def _sha256(arr: np.ndarray) -> str:
+def sha256(arr: np.ndarray) -> str:
+    """The hash the manifest keeps of a prepared array (the test stage checks its sources against it)."""
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 
 
@@ -76,14 +77,14 @@ def prepare_sample(raw: RawSample, params: Params, samples_dir: Path) -> dict[st
         mask_height=loaded.masks.shape[1],
         mask_values=",".join(map(str, loaded.mask_values[:16])),
         mask_valid=loaded.mask_valid,
-        image_sha256=_sha256(image),
-        mask_sha256=_sha256(masks),
+        image_sha256=sha256(image),
+        mask_sha256=sha256(masks),
         mean_intensity=float(image.mean()),
         std_intensity=float(image.std()),
         cup_to_disc=loaded.cup_to_disc,
     )
-    for name, m, source in zip(params.model.class_names, masks, loaded.masks, strict=True):
-        row[f"fg_{name}"] = float(m.mean())
+    for name, source in zip(params.model.class_names, loaded.masks, strict=True):
+        row[f"fg_{name}"] = float(source.mean())  # at the source: small targets may vanish at image_size
         row[f"diameters_{name}"] = " ".join(f"{d:.1f}" for d in object_diameters(source))
     if params.fundus:
         cup, disc = masks[1], masks[0]
@@ -118,4 +119,4 @@ def load_manifest(prepared: Path) -> pd.DataFrame:
     path = prepared / MANIFEST
     if not path.is_file():
         raise UserError(f"{path}: no manifest; run `unetpp ingest` (or `dvc repro ingest`) first")
-    return pd.read_csv(path, keep_default_na=True)
+    return pd.read_csv(path, keep_default_na=True, dtype={"id": str, "group": str})  # "001" stays "001"

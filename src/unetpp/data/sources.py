@@ -47,10 +47,11 @@ class RawSample:
 SPLITS = ("train", "val", "test")
 
 
-def group_of(stem: str, pattern: str | None) -> str:
-    """The group of a file: `pattern`'s first group (or whole match) in its stem; each file alone without one."""
+def group_of(stem: str, pattern: str | None, sample_id: str) -> str:
+    """The group of a file: `pattern`'s first group (or whole match) in its stem; without a pattern, the
+    sample alone (its id: equal stems in two split folders are two samples)."""
     if pattern is None:
-        return stem
+        return sample_id
     found = re.search(pattern, stem)
     if found is None:
         raise UserError(f"{stem}: data.group_pattern {pattern!r} does not match this file name; expected every file to")
@@ -122,7 +123,7 @@ def drishti_samples(p: DataParams) -> list[RawSample]:
                     str(img),
                     _drishti_loader(img, masks, p.drishti.threshold),
                     [str(m) for m in masks],
-                    group_of(name, p.group_pattern),
+                    group_of(name, p.group_pattern, name),
                 )
             )
     if not samples:
@@ -182,7 +183,7 @@ def folder_samples(p: DataParams) -> list[RawSample]:
             str(img),
             _folder_loader(img, mask, p),
             [str(mask)],
-            group_of(img.stem, p.group_pattern),
+            group_of(img.stem, p.group_pattern, f"{img.parent.name}_{img.stem}" if found else img.stem),
         )
         for img, mask, split in pairs
     ]

@@ -76,7 +76,7 @@ def measure(
     """One variant's row: cost (parameters, GFLOPs and batch-1 latency on `probe`, an image on the network's
     grid, on its device) and accuracy."""
     ep, device = params.evaluate, probe.device
-    windows = geometry.windows(*probe.shape[-2:]) if geometry.mode == "patch" else 1
+    windows = geometry.windows(*probe.shape[-2:])
     flops = count_flops(pruned, (1, probe.shape[1], geometry.size, geometry.size)) * windows * len(mirrorings(flips))
     n_params = count_parameters(pruned)
     served = optimize_for_inference(pruned, channels_last=channels_last)

@@ -22,7 +22,7 @@ import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
 from PIL import Image
 
-from unetpp.data.ingest import load_manifest
+from unetpp.data.ingest import load_manifest, sha256
 from unetpp.data.sources import READERS, RawSample
 from unetpp.errors import UserError
 from unetpp.evaluation.metrics import mean_with_interval
@@ -32,13 +32,15 @@ from unetpp.params import Params
 from unetpp.runtime.geometry import Geometry
 from unetpp.runtime.inference import optimize_for_inference
 from unetpp.runtime.predict import probabilities, served_masks, tta_flips
+from unetpp.runtime.preprocess import prepare_image
 from unetpp.runtime.readout import vertical_cdr
 
 
 def heldout_samples(params: Params, prepared: Path) -> list[RawSample]:
-    """The test split's samples from the source, as ingest saw them (the manifest's readable test rows)."""
+    """The test split's samples from the source, as ingest saw them (the manifest's readable test rows;
+    `unchanged` checks each one's pixels)."""
     manifest = load_manifest(prepared)
-    expected = set(manifest[(manifest["split"] == "test") & manifest["error"].isna()]["id"].astype(str))
+    expected = set(manifest[(manifest["split"] == "test") & manifest["error"].isna()]["id"])
     samples = [s for s in READERS[params.data.source](params.data) if s.id in expected]
     if {s.id for s in samples} != expected or not samples:
         missing = sorted(expected - {s.id for s in samples})[:10]
@@ -47,6 +49,12 @@ def heldout_samples(params: Params, prepared: Path) -> list[RawSample]:
             "run `dvc repro` from ingest"
         )
     return samples
+
+
+def unchanged(sample: RawSample, image: np.ndarray, params: Params, hashes: dict[str, str]) -> None:
+    """Refuse a test image whose pixels differ from what ingest measured (the manifest's image_sha256)."""
+    if sha256(prepare_image(image, params.data.image_size, params.model.in_channels)) != hashes[sample.id]:
+        raise UserError(f"{sample.source_image}: changed since ingest; run `dvc repro` from ingest")
 
 
 def case_scores(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> dict[str, float]:
@@ -108,8 +116,10 @@ def heldout(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path,
         return served_masks(probs, *image.shape[:2], names)
 
     rows, samples = [], heldout_samples(params, prepared)
+    hashes = load_manifest(prepared).set_index("id")["image_sha256"].to_dict()
     for sample in samples:
         loaded = sample.load()
+        unchanged(sample, loaded.image, params, hashes)
         height, width = loaded.image.shape[:2]
         pred = predict(loaded.image)
         for c, m in zip(names, pred, strict=True):

@@ -23,7 +23,7 @@ from unetpp.runtime.inference import inference_context
 from unetpp.runtime.preprocess import prepare_image, resize_masks, to_model_input
 
 # Windows overlap by a quarter (MONAI's default): a 1024-px image at source resolution takes 121 windows
-# of 128 px instead of 256 at nnU-Net's half overlap; the Gaussian weights hide the seams either way.
+# of 128 px instead of 225 at nnU-Net's half overlap; the Gaussian weights hide the seams either way.
 OVERLAP = 0.25
 WINDOWS_PER_CALL = 8  # windows batched into one forward
 

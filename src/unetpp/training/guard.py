@@ -14,6 +14,7 @@ evaluates, selects or registers it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from unetpp.data.dataset import PreparedDataset
 from unetpp.errors import DidNotLearn
 from unetpp.params import Params
 from unetpp.planning.recipe import Recipe
+from unetpp.runtime.preprocess import resize_masks
 
 
 def stored_masks(dataset: PreparedDataset) -> np.ndarray:
@@ -35,28 +37,38 @@ def stored_masks(dataset: PreparedDataset) -> np.ndarray:
     return np.stack(stacked)
 
 
-def _mean_dice(pred: np.ndarray, masks: np.ndarray) -> float:
-    """Mean Dice of one (H, W) prediction against (images, H, W) masks, scored like the metrics
-    (MONAI `compute_dice`, an empty mask and an empty prediction agree)."""
-    target = torch.from_numpy(masks[:, None]).float()
-    guess = torch.from_numpy(np.broadcast_to(pred, masks.shape)[:, None].copy()).float()
-    return float(compute_dice(guess, target, include_background=True, ignore_empty=False).mean())
+def grid_masks(dataset: PreparedDataset) -> list[np.ndarray]:
+    """(classes, h, w) bool per image: the split's masks on the grid its Dice was measured on."""
+    return [dataset.arrays(i)[1].astype(bool) for i in range(len(dataset))]
+
+
+def _mean_dice(pred: np.ndarray, masks: Sequence[np.ndarray]) -> float:
+    """Mean Dice of one (H, W) prediction, resampled to each mask's grid, against (h, w) masks, scored like
+    the metrics (MONAI `compute_dice`, an empty mask and an empty prediction agree)."""
+    scores = []
+    for mask in masks:
+        guess = resize_masks(pred[None], mask.shape)[0] if pred.shape != mask.shape else pred
+        target = torch.from_numpy(np.ascontiguousarray(mask))[None, None].float()
+        scores.append(compute_dice(torch.from_numpy(guess)[None, None].float(), target, ignore_empty=False))
+    return float(torch.cat(scores).mean())
 
 
 PRIOR_LEVELS = np.linspace(0.05, 0.95, 19)
 
 
-def trivial_dice(train: np.ndarray, val: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
-    """Per class, the mean validation Dice of the empty, the all-foreground and the training-prior mask,
-    from the stored masks of both splits (`stored_masks`)."""
+def trivial_dice(train: np.ndarray, val: Sequence[np.ndarray], names: list[str]) -> dict[str, dict[str, float]]:
+    """Per class, the mean validation Dice of the empty, the all-foreground and the training-prior mask:
+    the prior from the training masks ingest stored (`stored_masks`, one grid), scored on the validation
+    masks of any grid (`grid_masks`: the prior is resampled to each)."""
     out = {}
     for k, c in enumerate(names):
         prior = train[:, k].mean(0)
         level = max(PRIOR_LEVELS, key=lambda t: _mean_dice(prior >= t, train[:, k]))
+        masks = [v[k] for v in val]
         out[c] = {
-            "empty": _mean_dice(np.zeros_like(prior, bool), val[:, k]),
-            "all_foreground": _mean_dice(np.ones_like(prior, bool), val[:, k]),
-            "training_prior": _mean_dice(prior >= level, val[:, k]),
+            "empty": _mean_dice(np.zeros_like(prior, bool), masks),
+            "all_foreground": _mean_dice(np.ones_like(prior, bool), masks),
+            "training_prior": _mean_dice(prior >= level, masks),
         }
     return out
 
@@ -95,7 +107,7 @@ def check_learning(
 ) -> None:
     """Raise `DidNotLearn` naming each class that did not learn, its best Dice and epoch, and likely causes."""
     names = params.model.class_names
-    val_masks = stored_masks(val)
+    val_masks = grid_masks(val)
     trivial, n_train = trivial_dice(stored_masks(train), val_masks, names), len(train)
     failed = []
     for c in names:
@@ -103,7 +115,7 @@ def check_learning(
         base = max(trivial[c].values())
         dice, bar = best[f"dice_{c}"], max(base + params.train.min_skill * (1 - base), params.train.min_dice)
         if dice < bar:
-            pixels = float(val_masks[:, names.index(c)].sum((1, 2)).mean())
+            pixels = float(np.mean([v[names.index(c)].sum() for v in val_masks]))
             causes = "; ".join(likely_causes(params, recipe, n_train, trivial[c], pixels))
             failed.append(
                 f"class {c!r}: best validation Dice {dice:.4f} at epoch {best['epoch']}/{recipe.epochs}, under "

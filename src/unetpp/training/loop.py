@@ -255,8 +255,11 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
             if rank != 0:
                 dist.barrier()
                 continue
-            if state.epoch % recipe.val_every and state.epoch < recipe.epochs:
+            tracking.mlflow.log_metrics({"train_loss_every_epoch": loss, "lr": lr}, step=state.epoch)
+            if state.epoch % recipe.val_every and state.epoch < recipe.epochs:  # no validation this epoch
                 atomic_save(state.checkpoint(fp, complete=False), last_path)
+                if world > 1:
+                    dist.barrier()
                 continue
             kept = kept_model(state.model, state.average)
             val_loss, val = evaluate_epoch(kept, val_loader, loss_fn, names, device, geometry)
