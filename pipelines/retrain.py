@@ -187,7 +187,11 @@ def retrain(project: str = str(ROOT), params_file: str = "params.yaml") -> dict[
     summary = {
         "stages": stages,
         "selected": {k: selected[k] for k in ("level", "mode", "reason")},
-        "metrics": {k: v for k, v in selected["metrics"].items() if k.startswith("dice_") or k == "latency_ms"},
+        "metrics": {
+            k: v
+            for k, v in selected["metrics"].items()
+            if (k.startswith("dice_") or k == "latency_ms") and isinstance(v, int | float)
+        },
         "test": {k: v for k, v in test.items() if k.startswith("dice_") and v.get("mean") is not None},
         "registered": registered,
         "decision": decision,

@@ -75,7 +75,7 @@ def log_selection(
             pip_requirements=["torch"],
         )
     tracking.write_run_file(run.info.run_id, experiment, models / "run.json")
-    metrics = {"latency_ms": latency, "dice_mean": 0.5, "dice_disc": 0.5, "dice_cup": 0.5}
+    metrics = {"latency_ms": latency, "dice_mean": 0.5, "dice_disc": 0.5, "dice_cup": 0.5, "dice_mean_ci95": [0.4, 0.6]}
     selected = {"level": level, "mode": mode, "arch": "unetpp_pruned", "metrics": metrics, "model_uri": info.model_uri}
     (models / "selected.json").write_text(json.dumps(selected))
     return models

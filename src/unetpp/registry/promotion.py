@@ -159,7 +159,7 @@ class Registry:
                     "git_revision": run_tags.get("git_revision", "unknown"),
                     "pipeline_run_id": run_id,
                     "model_uri": uri,
-                    **{f"val.{k}": f"{v:.4f}" for k, v in metrics.items() if k.startswith("dice_")},
+                    **{f"val.{k}": f"{v:.4f}" for k, v in metrics.items() if k.startswith("dice_") and _number(v)},
                     **held_out,
                 }
                 mv = mlflow.register_model(uri, self.name, tags={k: str(v) for k, v in tags.items()})
@@ -260,6 +260,10 @@ class Registry:
         flips = tta_flips(meta)
         scores = score(served, loader, names, torch.device("cpu"), geometry, channels_last=True, flips=flips).compute()
         return {f"dice_{k}": v for k, v in scores["dice"].items()}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _now() -> str:
