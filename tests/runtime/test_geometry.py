@@ -33,6 +33,8 @@ def test_sliding_windows_blend_back_to_the_input() -> None:
     heads = forward(lambda t: [t, 2 * t], x, Geometry("patch", 48, 1.0))  # deep supervision: one map per head
     assert isinstance(heads, list) and len(heads) == 2
     torch.testing.assert_close(heads[1], 2 * x, atol=1e-5, rtol=1e-5)
+    one = forward(lambda t: [t], x, Geometry("patch", 48, 1.0))  # U-Net: one head, still a list
+    assert isinstance(one, list) and len(one) == 1 and one[0].shape == x.shape
 
 
 def test_the_network_input_and_masks_share_the_grid() -> None:

@@ -85,16 +85,26 @@ def forward(predictor: Predictor, x: torch.Tensor, geometry: Geometry) -> Any:
     """
     if geometry.mode == "whole":
         return predictor(x)
+    listed = False
+
+    def windows(t: torch.Tensor) -> Any:
+        nonlocal listed
+        out = predictor(t)
+        listed = isinstance(out, list | tuple)
+        return tuple(out) if listed else out
+
     out = sliding_window_inference(
         x,
         roi_size=(geometry.size, geometry.size),
         sw_batch_size=WINDOWS_PER_CALL,
-        predictor=predictor,
+        predictor=windows,
         overlap=OVERLAP,
         mode="gaussian",
         padding_mode="constant",
     )
-    return list(out) if isinstance(out, tuple) else out
+    if not listed:
+        return out
+    return list(out) if isinstance(out, tuple) else [out]  # MONAI unwraps a one-head list
 
 
 def mirrorings(flips: tuple[int, ...]) -> list[tuple[int, ...]]:
