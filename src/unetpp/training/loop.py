@@ -255,8 +255,8 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
             if rank != 0:
                 dist.barrier()
                 continue
-            tracking.mlflow.log_metrics({"train_loss_every_epoch": loss, "lr": lr}, step=state.epoch)
             if state.epoch % recipe.val_every and state.epoch < recipe.epochs:  # no validation this epoch
+                tracking.mlflow.log_metrics({"train_loss": loss, "lr": lr}, step=state.epoch)  # the row's keys
                 atomic_save(state.checkpoint(fp, complete=False), last_path)
                 if world > 1:
                     dist.barrier()
