@@ -62,13 +62,18 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
-    """Read the configured source into data/prepared (arrays + manifest.csv), gated by validation."""
-    from unetpp.data.ingest import ingest
+    """Read the configured source into data/prepared (arrays + manifest.csv), gated by validation; unchanged
+    samples are reused, new ones get their split from the ledger's rule and join the ledger."""
+    from unetpp.data.ingest import INGEST_RECORD, ingest
 
     params = load_params(args.params)
-    manifest = ingest(params, Path(args.out))
+    manifest = ingest(params, Path(args.out), Path(args.splits))
     counts = manifest["split"].value_counts().to_dict()
-    print(f"ingested {len(manifest)} samples from {params.data.source} into {args.out}: {counts}")
+    record = json.loads((Path(args.out) / INGEST_RECORD).read_text())
+    done = ", ".join(f"{what} {record[what]}" for what in ("new", "changed", "reused") if record[what])
+    print(f"ingested {len(manifest)} samples from {params.data.source} into {args.out}: {counts}; {done}")
+    if record["removed"]:
+        print(f"no longer in the source: {len(record['removed'])} sample(s), e.g. {record['removed'][:5]}")
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
@@ -220,7 +225,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 # subcommand -> (handler, its path options and their defaults); every one also takes --params
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], dict[str, str]]] = {
     "summary": (cmd_summary, {"--out": "reports/model.json"}),
-    "ingest": (cmd_ingest, {"--out": "data/prepared"}),
+    "ingest": (cmd_ingest, {"--out": "data/prepared", "--splits": "splits.csv"}),
     "validate": (
         cmd_validate,
         {"--prepared": "data/prepared", "--report": "reports/validation.json", "--docs": "reports/data_docs"},

@@ -80,7 +80,10 @@ class DataParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: Literal["synthetic", "drishti", "folder"] = "synthetic"
-    path: str | None = None
+    path: str = Field(
+        "src/unetpp/data/synthetic.py",
+        description="the source (folder, drishti: its folder), a DVC dependency of ingest; synthetic: its generator",
+    )
     image_size: int = Field(
         128, ge=16, description="the network's input side: the whole image resized to it, or the patch side"
     )
@@ -96,9 +99,7 @@ class DataParams(BaseModel):
     folder: FolderParams = Field(default_factory=FolderParams)
 
     @model_validator(mode="after")
-    def _path_for_files(self) -> DataParams:
-        if self.source != "synthetic" and not self.path:
-            raise ValueError(f"data.path is required for data.source={self.source!r}")
+    def _fractions_and_pattern(self) -> DataParams:
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError("data.val_fraction + data.test_fraction must leave images for train (sum < 1)")
         if self.group_pattern is not None:

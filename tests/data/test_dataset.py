@@ -31,7 +31,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_eval_items_are_standardised(prepared: Path) -> None:
     ds = PreparedDataset(prepared, "val")
-    assert len(ds) == 2
+    assert len(ds) == 3
     image, mask = ds[0]
     assert image.shape == (3, 64, 64) and mask.shape == (2, 64, 64)
     torch.testing.assert_close(image.mean(dim=(1, 2)), torch.zeros(3), atol=1e-4, rtol=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from PIL import Image
 
 from tests.conftest import folder_params
 from unetpp.data.ingest import ingest
-from unetpp.data.sources import drishti_samples, folder_samples
+from unetpp.data.sources import drishti_samples, folder_samples, split_of
 from unetpp.data.synthetic import generate_fundus
 from unetpp.data.validate import DataValidationError
 from unetpp.errors import UserError
@@ -126,7 +127,7 @@ def test_folder_instance_and_label_masks(tmp_path: Path) -> None:
     assert not folder_samples(params.data)[0].load().mask_valid
 
 
-def test_folder_split_subfolders_or_seeded(folder_dataset: Path, tmp_path: Path) -> None:
+def test_folder_split_subfolders_or_hashed(folder_dataset: Path, tmp_path: Path) -> None:
     splits = {s.id: s.split for s in folder_samples(folder_params(folder_dataset).data)}
     assert splits == {
         **{f"train_eye{i}": "train" for i in range(4)},
@@ -139,23 +140,31 @@ def test_folder_split_subfolders_or_seeded(folder_dataset: Path, tmp_path: Path)
     for i in range(10):
         Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(images / f"x{i}.png")
     first = {s.id: s.split for s in folder_samples(folder_params(flat, val_fraction=0.3, seed=4).data)}
-    again = {s.id: s.split for s in folder_samples(folder_params(flat, val_fraction=0.3, seed=4).data)}
     other = {s.id: s.split for s in folder_samples(folder_params(flat, val_fraction=0.3, seed=5).data)}
-    assert first == again and first != other
-    assert list(first.values()).count("val") == 3 and list(first.values()).count("test") == 2  # 0.2 of 10
+    assert first == {i: split_of(i, {"test": 0.2, "val": 0.3}, 4) for i in first} and first != other
+    for i in range(10, 30):  # the set grows: no existing sample moves
+        Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(images / f"x{i}.png")
+    grown = {s.id: s.split for s in folder_samples(folder_params(flat, val_fraction=0.3, seed=4).data)}
+    assert {i: grown[i] for i in first} == first and len(grown) == 30
+
+
+def test_hashed_shares_approach_the_fractions() -> None:
+    fractions = {"test": 0.2, "val": 0.2}
+    shares = Counter(split_of(f"img_{i:05d}", fractions, 0) for i in range(10_000))
+    assert abs(shares["test"] / 10_000 - 0.2) < 0.02 and abs(shares["val"] / 10_000 - 0.2) < 0.02
 
 
 def test_a_group_stays_in_one_split_and_the_gate_refuses_one_that_spans_two(tmp_path: Path) -> None:
     flat = tmp_path / "flat"
     images, _ = _flat_folder(flat)
-    for patient in range(6):
+    for patient in range(12):
         for k in range(3):
             Image.fromarray(np.full((8, 8, 3), 10 * patient + k, np.uint8)).save(images / f"P{patient}_{k}.png")
     samples = folder_samples(folder_params(flat, group_pattern=r"^(P\d+)_").data)
     by_patient: dict[str, set[str]] = {}
     for s in samples:
         by_patient.setdefault(s.id.split("_")[0], set()).add(s.split)
-    assert all(len(splits) == 1 for splits in by_patient.values())
+    assert by_patient == {p: {split_of(p, {"test": 0.2, "val": 0.2}, 0)} for p in by_patient}
     assert {"train", "val", "test"} == set().union(*by_patient.values())
 
     split_folders = tmp_path / "folders"

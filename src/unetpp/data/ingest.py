@@ -9,6 +9,7 @@ leaves the previous prepared data exactly as it was, and the source folder is ne
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -92,18 +93,107 @@ def prepare_sample(raw: RawSample, params: Params, samples_dir: Path) -> dict[st
     return row
 
 
-def ingest(params: Params, out_dir: Path) -> pd.DataFrame:
-    """Prepare the configured source into `out_dir`; raise `DataValidationError` (nothing replaced) if gated."""
+INGEST_RECORD = "ingest.json"  # beside the manifest: what this ingest prepared, reused and removed
+# the code that turns a source file into a prepared sample: an edit to it invalidates every reuse
+PREPARING_CODE = (
+    "data/ingest.py",
+    "data/sources.py",
+    "data/synthetic.py",
+    "runtime/images.py",
+    "runtime/preprocess.py",
+)
+LEDGER_COLUMNS = ["id", "group", "split"]
+
+
+def prepare_key(params: Params) -> str:
+    """What a prepared sample depends on besides its source files: the preparing params and code.
+
+    Split params (fractions, seed, group pattern) are not in it: they never change a sample's arrays.
+    """
+    data = params.data.model_dump(exclude={"val_fraction", "test_fraction", "group_pattern", "seed", "workers"})
+    h = hashlib.sha256(json.dumps([data, params.model.in_channels, params.model.class_names], sort_keys=True).encode())
+    package = Path(__file__).resolve().parents[1]
+    for name in PREPARING_CODE:
+        h.update((package / name).read_bytes())
+    return h.hexdigest()
+
+
+def source_sha256(raw: RawSample) -> str:
+    """The hash of a sample's source files' bytes (a missing file, or a generated sample: its name)."""
+    h = hashlib.sha256()
+    for name in (raw.source_image, *raw.source_masks):
+        path = Path(name)
+        h.update(path.read_bytes() if path.is_file() else f"absent:{name}".encode())
+    return h.hexdigest()
+
+
+def read_ledger(path: Path | None) -> pd.DataFrame:
+    """The splits ledger (`id`, `group`, `split`): every sample's split since it was first ingested."""
+    if path is None or not path.is_file():
+        return pd.DataFrame(columns=LEDGER_COLUMNS)
+    ledger = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if list(ledger.columns) != LEDGER_COLUMNS:
+        raise UserError(f"{path}: expected the columns {LEDGER_COLUMNS}; got {list(ledger.columns)}")
+    return ledger
+
+
+def _previous(out_dir: Path) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """Last ingest's readable rows by id, and the prepare key they were made with (none before a first)."""
+    record = out_dir / INGEST_RECORD
+    if not record.is_file():
+        return {}, None
+    manifest = load_manifest(out_dir)
+    rows = {str(r["id"]): r for r in manifest[manifest["error"].isna()].to_dict("records")}
+    return rows, json.loads(record.read_text()).get("prepare_key")
+
+
+def _reuse(
+    raw: RawSample, old: dict[str, Any] | None, digest: str, old_dir: Path, samples_dir: Path
+) -> dict[str, Any] | None:
+    """The old row of an unchanged sample, its arrays linked into staging (no copy); None when changed."""
+    if old is None or old.get("source_sha256") != digest:
+        return None
+    if raw.split != "test":  # test samples have no arrays (ingest only measures them)
+        stored = old_dir / "samples" / f"{raw.id}.npz"
+        if not stored.is_file():
+            return None
+        os.link(stored, samples_dir / stored.name)
+    return old | dict(
+        split=raw.split, group=raw.group, source_image=raw.source_image, source_masks=";".join(raw.source_masks)
+    )
+
+
+def ingest(params: Params, out_dir: Path, ledger_path: Path | None = None) -> pd.DataFrame:
+    """Prepare the configured source into `out_dir`; raise `DataValidationError` (nothing replaced) if gated.
+
+    Incremental: a sample whose source files' bytes, preparing params and code are unchanged since the
+    last ingest keeps its arrays and row (hard-linked), so a grown data set costs its new samples' work.
+    With `ledger_path`, the gate refuses a sample whose split differs from the ledger's, and on success
+    the ledger gains the new samples (a sample once assigned keeps its row, even while absent).
+    """
     from unetpp.data.validate import validate_manifest
 
     samples = READERS[params.data.source](params.data)
+    key, ledger = prepare_key(params), read_ledger(ledger_path)
+    previous, old_key = _previous(out_dir)
+    reusable = previous if old_key == key else {}
+    assigned = dict(zip(ledger["id"], ledger["split"], strict=True))
     staging = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "samples").mkdir(parents=True)
     try:
-        manifest = pd.DataFrame([prepare_sample(s, params, staging / "samples") for s in samples])
+        rows, status = [], []
+        for raw in samples:
+            digest = source_sha256(raw)
+            row = _reuse(raw, reusable.get(raw.id), digest, out_dir, staging / "samples")
+            status.append("reused" if row else "changed" if raw.id in previous else "new")
+            row = row or prepare_sample(raw, params, staging / "samples") | {"source_sha256": digest}
+            rows.append(row | {"ledger_split": assigned.get(raw.id)})
+        manifest = pd.DataFrame(rows)
         manifest.to_csv(staging / MANIFEST, index=False)
         validate_manifest(manifest, params).raise_for_failure()
+        record = ingest_record(manifest, status, sorted(set(previous) - {s.id for s in samples}), key)
+        (staging / INGEST_RECORD).write_text(json.dumps(record, indent=2) + "\n")
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
         if out_dir.exists():
             out_dir.rename(old)
@@ -111,7 +201,33 @@ def ingest(params: Params, out_dir: Path) -> pd.DataFrame:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if ledger_path is not None:
+        write_ledger(ledger, manifest, ledger_path)
     return manifest
+
+
+def ingest_record(manifest: pd.DataFrame, status: list[str], removed: list[str], key: str) -> dict[str, Any]:
+    """What this ingest did, per split: samples new since the last ingest, changed (re-prepared), reused."""
+    frame = manifest.assign(status=status)
+    counts = {s: {k: int(n) for k, n in g["split"].value_counts().items()} for s, g in frame.groupby("status")}
+    return dict(
+        prepare_key=key,
+        samples=len(manifest),
+        new=counts.get("new", {}),
+        changed=counts.get("changed", {}),
+        reused=counts.get("reused", {}),
+        removed=removed,
+    )
+
+
+def write_ledger(ledger: pd.DataFrame, manifest: pd.DataFrame, path: Path) -> None:
+    """The ledger with the manifest's new samples added (written aside, then renamed)."""
+    known = set(ledger["id"])
+    fresh = manifest[~manifest["id"].astype(str).isin(known)][LEDGER_COLUMNS].astype(str)
+    out = pd.concat([ledger, fresh], ignore_index=True).sort_values("id", kind="stable")
+    tmp = path.with_name(path.name + ".tmp")
+    out.to_csv(tmp, index=False)
+    tmp.replace(path)
 
 
 def load_manifest(prepared: Path) -> pd.DataFrame:

@@ -7,6 +7,7 @@ The source folder is only ever read.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,16 +59,21 @@ def group_of(stem: str, pattern: str | None, sample_id: str) -> str:
     return found.group(1) if found.groups() else found.group(0)
 
 
-def draw(groups: list[str], fractions: dict[str, float], seed: int) -> list[str]:
-    """Per item, its split: whole groups in a seeded order, the first `fractions[s]` of them (at least one)
-    into each split s in turn, the rest train."""
-    distinct = sorted(set(groups))
-    order = [distinct[i] for i in np.random.default_rng(seed).permutation(len(distinct))]
-    split_of: dict[str, str] = {}
+def split_of(group: str, fractions: dict[str, float], seed: int) -> str:
+    """A group's split: a pure function of the group and the seed, so data that grow never move a sample.
+
+    The group's SHA-256 (salted with the seed) read as a number u in [0, 1) falls into the splits of
+    `fractions` in their order (u < f1: the first, u < f1 + f2: the second, ...), else train. Each
+    group lands independently, so the shares are the fractions on average: a small set can get more or
+    fewer (the data gate refuses a split with fewer than `validate.min_*` samples).
+    """
+    digest = hashlib.sha256(f"{seed}:{group}".encode()).digest()
+    u, bound = int.from_bytes(digest[:8], "big") / 2**64, 0.0
     for split, share in fractions.items():
-        taken = [g for g in order if g not in split_of][: max(1, round(len(distinct) * share))]
-        split_of |= dict.fromkeys(taken, split)
-    return [split_of.get(g, "train") for g in groups]
+        bound += share
+        if u < bound:
+            return split
+    return "train"
 
 
 def _image(path: Path) -> tuple[np.ndarray, int, str, int]:
@@ -77,10 +83,11 @@ def _image(path: Path) -> tuple[np.ndarray, int, str, int]:
 
 
 def synthetic_samples(p: DataParams) -> list[RawSample]:
-    """`count` generated photographs, drawn into test, val and train by `test_fraction` and `val_fraction`."""
+    """`count` generated photographs, in test, val and train by `split_of` (`test_fraction`, `val_fraction`)."""
     cfg = p.synthetic
     ids = [f"synthetic_{i:04d}" for i in range(cfg.count)]
-    splits = draw(ids, {"test": p.test_fraction, "val": p.val_fraction}, p.seed)
+    fractions = {"test": p.test_fraction, "val": p.val_fraction}
+    splits = [split_of(i, fractions, p.seed) for i in ids]
 
     def loader(i: int) -> Callable[[], Loaded]:
         def load() -> Loaded:
@@ -95,7 +102,7 @@ def synthetic_samples(p: DataParams) -> list[RawSample]:
 
 
 def drishti_samples(p: DataParams) -> list[RawSample]:
-    """Drishti-GS1: `Test/` is the test split (the dataset's own); val is drawn from `Training/` (seeded,
+    """Drishti-GS1: `Test/` is the test split (the dataset's own); val is assigned from `Training/` (`split_of`:
     `val_fraction`, by `group_pattern`), the rest of it is train.
 
     Soft maps (the experts' average marking, 0-255) are thresholded at `drishti.threshold`
@@ -128,17 +135,16 @@ def drishti_samples(p: DataParams) -> list[RawSample]:
             )
     if not samples:
         raise UserError(f"{root}: no images under Training/Images or Test/Images")
-    return _draw_missing(samples, p)
+    return _assign_missing(samples, p)
 
 
-def _draw_missing(samples: list[RawSample], p: DataParams) -> list[RawSample]:
-    """Draw each split that no folder provided (val, test) from the train samples, by group."""
+def _assign_missing(samples: list[RawSample], p: DataParams) -> list[RawSample]:
+    """Assign each split that no folder provided (val, test) to train samples by their group's hash."""
     fractions = {"test": p.test_fraction, "val": p.val_fraction}
     missing = {s: f for s, f in fractions.items() if not any(x.split == s for x in samples)}
-    train = [x for x in samples if x.split == "train"]
-    if missing and train:
-        for sample, split in zip(train, draw([x.group for x in train], missing, p.seed), strict=True):
-            sample.split = split
+    if missing:
+        for sample in (x for x in samples if x.split == "train"):
+            sample.split = split_of(sample.group, missing, p.seed)
     return samples
 
 
@@ -156,10 +162,10 @@ def _drishti_loader(img: Path, masks: list[Path], threshold: float) -> Callable[
 
 
 def folder_samples(p: DataParams) -> list[RawSample]:
-    """`images/` + `masks/` matched by file stem, split by subfolders or by a seeded draw.
+    """`images/` + `masks/` matched by file stem, split by subfolders or by `split_of`.
 
     With `images/train`, `images/val`, `images/test` subfolders (and the same under `masks/`) those are
-    the splits; a split with no subfolder (or all of them, without subfolders) is drawn from train by
+    the splits; a split with no subfolder (or all of them, without subfolders) is assigned from train by
     its fraction, whole groups at a time (`data.group_pattern`).
     """
     root = Path(p.path or "")
@@ -187,7 +193,7 @@ def folder_samples(p: DataParams) -> list[RawSample]:
         )
         for img, mask, split in pairs
     ]
-    return _draw_missing(samples, p)
+    return _assign_missing(samples, p)
 
 
 def _folder_loader(img: Path, mask: Path, p: DataParams) -> Callable[[], Loaded]:

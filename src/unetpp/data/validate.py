@@ -6,7 +6,10 @@ Three checks, each a GX validation with failing rows identified by `id` and name
   equal size, no duplicate image within or across splits, foreground fractions within bounds
   (an empty mask fails), the cup inside the disc (fundus task), no nulls;
 - `splits`: enough rows in train, val and test;
-- `groups`: no group (`data.group_pattern`: a patient, say) in more than one split.
+- `groups`: no group (`data.group_pattern`: a patient, say) in more than one split;
+- `ledger`: no sample in another split than the splits ledger (`splits.csv`) gave it when it was first
+  ingested: data that grow, a changed seed or fraction, a file moved between split folders never move
+  a sample silently (delete the ledger to re-split on purpose).
 """
 
 from __future__ import annotations
@@ -33,6 +36,13 @@ class DataValidationError(UserError):
     """The manifest failed the gate; the message names the expectations and files."""
 
 
+LEDGER_HINT = (
+    "these samples were assigned another split when first ingested (splits.csv) and samples never move: "
+    "restore the source or the split params (data.seed, data.*_fraction, data.group_pattern, split folders), "
+    "or delete splits.csv to re-split every sample on purpose"
+)
+
+
 @dataclass
 class GateReport:
     success: bool
@@ -46,6 +56,8 @@ class GateReport:
             lines += [f"      {name}" for name in f["files"][:20]]
             if len(f["files"]) > 20:
                 lines.append(f"      ... and {len(f['files']) - 20} more")
+            if f["check"] == "ledger":
+                lines.append(f"    {LEDGER_HINT}")
         return "\n".join(lines)
 
     def raise_for_failure(self) -> None:
@@ -58,7 +70,7 @@ def _suites(manifest: pd.DataFrame, params: Params) -> dict[str, tuple[pd.DataFr
 
     v = params.validate_
     readable = manifest[manifest["error"].isna()] if "error" in manifest else manifest
-    optional = ("error", "cup_to_disc", "source_masks")  # and diameters_*: empty for an empty mask
+    optional = ("error", "cup_to_disc", "source_masks", "ledger_split")  # and diameters_*: empty for an empty mask
     derived = [c for c in manifest.columns if c not in optional and not c.startswith("diameters_")]
     content = [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in derived]
     content += [
@@ -86,8 +98,14 @@ def _suites(manifest: pd.DataFrame, params: Params) -> dict[str, tuple[pd.DataFr
     groups = pd.DataFrame(
         {"id": [f"group {g!r} in {' and '.join(v)}" for g, v in spans.items()], "splits": [len(v) for v in spans]}
     )
+    ledger = manifest.get("ledger_split", pd.Series(None, index=manifest.index, dtype=object))
+    known = manifest.assign(ledger_split=ledger)[ledger.notna()]  # samples the ledger already holds
     return {
         "readable": (manifest, [gxe.ExpectColumnValuesToBeNull(column="error")]),
+        "ledger": (
+            known,
+            [gxe.ExpectColumnPairValuesToBeEqual(column_A="split", column_B="ledger_split")],
+        ),
         "content": (readable, content),
         "splits": (
             splits,
