@@ -72,7 +72,7 @@ def raw_forward_ms(server: Server, image: np.ndarray, repeats: int = 200) -> tup
     torch.set_num_threads(server.cfg.threads)
     served = optimize_for_inference(model, channels_last=True)
     x = network_input(image, Geometry.of(meta), model.config["in_channels"])[None]
-    ms = median_latency_ms(lambda: run_inference(served, x), warmup=20, repeats=repeats)
+    ms, _ = median_latency_ms(lambda: run_inference(served, x), warmup=20, repeats=repeats)
     return ms, f"L{model.config['level']} {model.config['mode']} at {meta['image_size']} px"
 
 

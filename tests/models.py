@@ -51,7 +51,7 @@ def log_selection(
     import mlflow
     import mlflow.pytorch
 
-    from unetpp.registry import tracking
+    from unetpp import tracking
 
     pruned = model.prune(level, mode)
     models.mkdir(parents=True, exist_ok=True)

@@ -157,8 +157,8 @@ def cmd_test(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     """The seed's comparison: UNet++ against the U-Net baseline, reports/report.md with its figures."""
+    from unetpp import tracking
     from unetpp.evaluation.report import report
-    from unetpp.registry import tracking
 
     params = load_params(args.params)
     models, metrics, reports = Path(args.models), Path(args.metrics), Path(args.reports)

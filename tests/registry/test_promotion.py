@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from tests.models import TINY_PARAMS, fit_tiny, log_selection
 from tests.params import project_params
-from unetpp.data.dataset import PreparedDataset
 from unetpp.data.ingest import ingest
 from unetpp.errors import UserError
+from unetpp.evaluation.served import ServedModel, per_case_dice, prepared_cases, score_cases
 from unetpp.nn.networks import UNetPlusPlus
 from unetpp.params import Params, PromoteParams
 from unetpp.registry.promotion import CHALLENGER, CHAMPION, PREVIOUS, Registry, RegistryError, decide
@@ -27,24 +26,42 @@ SIZE = 48
 
 
 # --- the policy ----------------------------------------------------------------------------
+CASES = np.linspace(0.6, 0.95, 30)  # a champion's per-case Dice on 30 validation cases
+
+
 @pytest.mark.parametrize(
-    ("challenger", "champion", "promoted", "words"),
+    ("shift", "promoted", "words"),
     [
-        (0.90, 0.85, True, ">= champion's 0.8500"),  # better
-        (0.80, 0.85, False, "< champion's 0.8500"),  # worse
-        (0.85, 0.85, True, ">= champion's"),  # equal
-        (0.846, 0.85, True, "tolerance 0.005"),  # worse, within the tolerance
-        (0.60, None, True, "no champion yet"),  # first champion above the floor
-        (0.40, None, False, "< promote.min_dice 0.5"),  # below the floor
+        (0.02, True, "+0.0200"),  # better on every case
+        (-0.02, False, "< -tolerance 0.005"),  # worse on every case
+        (0.0, True, ">= -tolerance"),  # equal
+        (-0.004, True, "tolerance 0.005"),  # worse, within the tolerance
     ],
 )
-def test_decide(challenger: float, champion: float | None, promoted: bool, words: str) -> None:
-    ok, reason = decide(challenger, 10.0, champion, PromoteParams(tolerance=0.005, min_dice=0.5))
-    assert ok is promoted and words in reason
+def test_decide_on_the_paired_difference(shift: float, promoted: bool, words: str) -> None:
+    ok, reason, diff = decide(list(CASES + shift), 10.0, list(CASES), PromoteParams(tolerance=0.005))
+    assert ok is promoted and words in reason and diff["n"] == 30 and "paired on 30 val cases" in reason
+
+
+def test_pairing_sees_what_two_overlapping_intervals_hide() -> None:
+    """The challenger is better on 27 of 30 cases by 0.01; the cases vary by 0.35: paired, the gain is clear."""
+    rng = np.random.default_rng(0)
+    challenger = CASES + 0.01 + rng.normal(0, 0.002, 30)
+    challenger[:3] -= 0.03
+    ok, _, diff = decide(list(challenger), 10.0, list(CASES), PromoteParams(tolerance=0.0))
+    assert ok and diff["ci95"][0] > 0
+    ok, _, diff = decide(list(CASES - 0.01), 10.0, list(CASES), PromoteParams(tolerance=0.005))
+    assert not ok and diff["ci95"][1] < 0
+
+
+@pytest.mark.parametrize(("dice", "promoted"), [(0.6, True), (0.4, False)])
+def test_without_a_champion_the_floor_decides(dice: float, promoted: bool) -> None:
+    ok, reason, diff = decide([dice] * 5, 10.0, None, PromoteParams(min_dice=0.5))
+    assert ok is promoted and "no champion yet" in reason and diff is None
 
 
 def test_decide_latency_budget() -> None:
-    ok, reason = decide(0.99, 30.0, 0.5, PromoteParams(max_latency_ms=20))
+    ok, reason, _ = decide([0.99], 30.0, [0.5], PromoteParams(max_latency_ms=20))
     assert not ok and "over the budget" in reason
 
 
@@ -119,7 +136,12 @@ def test_no_champion_then_better_then_worse_then_rollback(
     worse = registry.gate(v3, prepared)
     assert not worse.promoted and worse.champion_after == v2 and "<" in worse.reason
     assert registry.aliases()[CHAMPION] == v2
-    assert registry.version(v3).tags["gate.decision"] == "rejected"
+    tags = registry.version(v3).tags
+    assert tags["gate.decision"] == "rejected" and tags["gate.cases"] == str(worse.cases) == "3"
+    assert float(tags["gate.difference"]) == pytest.approx(worse.difference["mean"], abs=1e-4)
+    assert worse.difference["mean"] < 0
+    assert tags["gate.difference_ci95"].startswith("[") and tags["info.test.cases"] == "1"
+    assert {"info.test.challenger_dice", "info.test.champion_dice"} <= set(tags)
 
     assert registry.rollback() == (v2, v1)
     assert registry.aliases()[CHAMPION] == v1 and PREVIOUS not in registry.aliases()
@@ -163,8 +185,9 @@ def test_champion_is_rescored_on_the_challengers_data(
     registry.gate(v1, project / "data" / "prepared")
     v2 = _register(registry, trained, tmp_path / "b", manifest_sha="2" * 64)
     decision = registry.gate(v2, other)
-    on_new = registry.score(registry.version(v1), other)["dice_mean"]
-    on_old = registry.score(registry.version(v1), project / "data" / "prepared")["dice_mean"]
+    champion = registry.served(registry.version(v1))
+    on_new = float(np.mean(per_case_dice(registry.score(champion, other), champion.names)))
+    on_old = float(np.mean(per_case_dice(registry.score(champion, project / "data" / "prepared"), champion.names)))
     assert decision.champion_dice == pytest.approx(on_new) and on_new != on_old
     assert decision.data_sha256 == registry.version(v2).tags["gate.data_sha256"] != "1" * 64
 
@@ -191,22 +214,19 @@ def test_two_racing_promotions_leave_a_consistent_registry(
     assert registry.version(first).tags["replaced"] == v1
 
 
-def test_score_matches_the_in_process_model(project: Path, store: str, tmp_path: Path, trained: UNetPlusPlus) -> None:
-    from unetpp.evaluation.metrics import SegmentationMetrics
-
+def test_the_gate_scores_what_the_in_process_model_serves(
+    project: Path, store: str, tmp_path: Path, trained: UNetPlusPlus
+) -> None:
     registry = Registry(_params(), project)
     v1 = _register(registry, trained, tmp_path / "a")
-    data = PreparedDataset(project / "data" / "prepared", "val")
-    metrics = SegmentationMetrics(["disc", "cup"])
-    with torch.inference_mode():
-        for i in range(len(data)):
-            x, y = data[i]
-            metrics.update(trained.prune(2, "fast")(x[None]), y[None])
-    expected = metrics.compute()["dice"]["mean"]
-    assert registry.score(registry.version(v1), project / "data" / "prepared")["dice_mean"] == pytest.approx(
-        expected, abs=1e-4
-    )
-    assert np.isfinite(expected)
+    prepared = project / "data" / "prepared"
+    meta = {"class_names": ["disc", "cup"], "image_size": SIZE}
+    local = score_cases(ServedModel.of(trained.prune(2, "fast"), meta), prepared_cases(prepared, "val"))
+    served = registry.score(registry.served(registry.version(v1)), prepared)
+    assert [r["id"] for r in served] == [r["id"] for r in local] and len(local) == 3
+    for got, want in zip(served, local, strict=True):
+        assert got["dice_disc"] == pytest.approx(want["dice_disc"], abs=1e-6)
+        assert got["height"] == 96  # the source resolution, not the network's 48-px grid
 
 
 def test_a_store_that_cannot_be_read_fails_the_gate_and_changes_no_alias(

@@ -14,7 +14,7 @@ from unetpp.data.ingest import load_manifest
 from unetpp.errors import UserError
 from unetpp.params import DataParams
 from unetpp.runtime.geometry import Geometry
-from unetpp.runtime.preprocess import resize_image, resize_masks, to_model_input
+from unetpp.runtime.preprocess import prepare_image, resize_masks, to_model_input
 
 set_track_meta(False)  # plain tensors out of MONAI transforms: no metadata bookkeeping per sample
 
@@ -61,9 +61,9 @@ class PreparedDataset(Dataset):
                 return npz["image"], npz["mask"]
         if index not in self._resampled:  # resampled once: a large image costs more than a training step's share
             with np.load(self.paths[index]) as npz:
-                image, mask = npz["source_image"], npz["source_mask"]
+                image, mask, channels = npz["source_image"], npz["source_mask"], npz["image"].shape[-1]
             shape = self.geometry.shape_of(*image.shape[:2])
-            self._resampled[index] = resize_image(image, shape), resize_masks(mask, shape).astype(np.uint8)
+            self._resampled[index] = prepare_image(image, shape, channels), resize_masks(mask, shape).astype(np.uint8)
         return self._resampled[index]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:

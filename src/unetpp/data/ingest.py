@@ -23,7 +23,7 @@ from unetpp.data.sources import READERS, RawSample
 from unetpp.errors import UserError
 from unetpp.params import Params
 from unetpp.runtime.images import ImageReadError
-from unetpp.runtime.preprocess import prepare_image, resize_masks, to_channels
+from unetpp.runtime.preprocess import prepare_image, resize_masks
 
 MANIFEST = "manifest.csv"
 
@@ -65,7 +65,7 @@ def prepare_sample(raw: RawSample, params: Params, samples_dir: Path) -> dict[st
             samples_dir / f"{raw.id}.npz",
             image=image,
             mask=masks.astype(np.uint8),
-            source_image=to_channels(loaded.image, params.model.in_channels),
+            source_image=loaded.image,  # as a request decodes it: scored as served, resampled for patches
             source_mask=source_masks.astype(np.uint8),
         )
     row.update(

@@ -90,14 +90,8 @@ def overlay_grid(cases: list[Case], names: list[str], path: Path, split: str) ->
     return path
 
 
-def overlays(predict: Any, dataset: Any, names: list[str], count: int, path: Path) -> Path:
-    """The first `count` validation images on the network's grid (`overlay_grid`); `predict` maps a
-    (1, C, H, W) input to probabilities."""
-    from unetpp.runtime.readout import binarize
-
-    cases = []
-    for idx in range(max(1, min(count, len(dataset)))):
-        x, y = dataset[idx]
-        pred = binarize(predict(x[None])[0]).cpu().numpy()
-        cases.append((dataset.ids[idx], dataset.arrays(idx)[0], pred, y.numpy()))
-    return overlay_grid(cases, names, path, "validation")
+def overlays(model: Any, cases: list[Any], count: int, path: Path) -> Path:
+    """The first `count` validation cases at the source resolution, with the served masks (`overlay_grid`);
+    `model` is an `unetpp.evaluation.served.ServedModel`."""
+    shown = [(c.id, c.image, model.masks(c.image), c.masks) for c in cases[: max(1, count)]]
+    return overlay_grid(shown, model.names, path, "validation, as served")

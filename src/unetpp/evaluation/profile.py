@@ -20,8 +20,9 @@ def count_flops(module: nn.Module, shape: tuple[int, ...]) -> int:
     return int(counter.get_total_flops())
 
 
-def median_latency_ms(fn: Callable[[], object], *, warmup: int = 2, repeats: int = 10) -> float:
-    """Median wall-clock milliseconds of `fn()` over `repeats` calls after `warmup` calls."""
+def median_latency_ms(fn: Callable[[], object], *, warmup: int = 2, repeats: int = 10) -> tuple[float, float]:
+    """Median wall-clock milliseconds of `fn()` over `repeats` calls after `warmup` calls, and the spread of
+    those calls (half their interquartile range: how far the median can move between two runs)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -29,4 +30,5 @@ def median_latency_ms(fn: Callable[[], object], *, warmup: int = 2, repeats: int
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times)
+    quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return statistics.median(times), (quartiles[2] - quartiles[0]) / 2

@@ -56,7 +56,7 @@ def choose(rows: list[dict[str, Any]], policy: SelectParams) -> tuple[dict[str, 
 
 def select(params: Params, metrics_dir: Path, models_dir: Path) -> dict[str, Any]:
     """Choose, export to models/pruned/, write models/selected.json, log the model to MLflow."""
-    from unetpp.registry import tracking
+    from unetpp import tracking
 
     rows = list(json.loads((metrics_dir / "eval.json").read_text()).values())
     chosen, reason = choose(rows, params.select)

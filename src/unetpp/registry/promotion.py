@@ -2,11 +2,14 @@
 
 One registered model name (`promote.model_name`) and three aliases: `challenger` (the newest
 registered version), `champion` (the one served) and `previous` (the champion it replaced).
-The gate re-scores the champion and the challenger on the same validation data, so a champion
-trained on older data is judged on today's. Every decision is written as tags on the challenger's
-version. Mutations hold a file lock beside the tracking store: two processes promoting at once
-are serialised, and the aliases always agree with the `replaced` tags (one host; a shared
-tracking server needs its own guard).
+The gate scores the champion and the challenger as served (`unetpp.evaluation.served`: source
+resolution, the handler's code path) on the same validation cases — today's, which neither was trained
+on, since splits never move — and decides on the per-case differences of their mean Dice: promote when
+the lower bound of the 95% bootstrap interval of the mean difference is at least `-promote.tolerance`
+(the challenger is not measurably worse). Both models' test figures on the same test cases are tagged
+for information, never used to decide. Every decision is written as tags on the challenger's version.
+Mutations hold a file lock beside the tracking store: two processes promoting at once are serialised,
+and the aliases always agree with the `replaced` tags (one host; a shared tracking server needs its own guard).
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 from filelock import FileLock
 
+from unetpp import tracking
 from unetpp.errors import UserError
+from unetpp.evaluation.metrics import paired_difference
+from unetpp.evaluation.served import ServedModel, per_case_dice, prepared_cases, score_cases
 from unetpp.params import Params, PromoteParams
-from unetpp.registry import tracking
 
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous"
 
@@ -34,7 +39,7 @@ class RegistryError(UserError):
 
 @dataclass
 class Decision:
-    """What the gate decided about one challenger, and why."""
+    """What the gate decided about one challenger, and why (Dice: mean over classes and val cases)."""
 
     version: str
     promoted: bool
@@ -44,26 +49,37 @@ class Decision:
     champion_dice: float | None
     data_sha256: str
     champion_after: str | None
+    cases: int = 0
+    difference: dict[str, Any] | None = None  # challenger - champion per case: mean, ci95, n
+    test: dict[str, Any] | None = None  # both models on the same test cases: information only
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def decide(
-    challenger_dice: float, latency_ms: float, champion_dice: float | None, policy: PromoteParams
-) -> tuple[bool, str]:
-    """The promotion policy on scores measured on the same data; returns (promote, reason)."""
+    challenger: list[float], latency_ms: float, champion: list[float] | None, policy: PromoteParams
+) -> tuple[bool, str, dict[str, Any] | None]:
+    """The promotion policy on per-case Dice of the same cases; returns (promote, reason, the paired
+    difference challenger - champion or None without a champion)."""
     budget = policy.max_latency_ms
+    mean = float(np.mean(challenger))
     if budget is not None and latency_ms > budget:
-        return False, f"latency {latency_ms:.2f} ms is over the budget promote.max_latency_ms={budget} ms"
-    if champion_dice is None:
-        if challenger_dice >= policy.min_dice:
-            return True, f"no champion yet; mean Dice {challenger_dice:.4f} >= promote.min_dice {policy.min_dice}"
-        return False, f"no champion yet, and mean Dice {challenger_dice:.4f} < promote.min_dice {policy.min_dice}"
-    floor = champion_dice - policy.tolerance
-    verdict = ">=" if challenger_dice >= floor else "<"
-    return challenger_dice >= floor, (
-        f"mean Dice {challenger_dice:.4f} {verdict} champion's {champion_dice:.4f} - tolerance {policy.tolerance}"
+        return False, f"latency {latency_ms:.2f} ms is over the budget promote.max_latency_ms={budget} ms", None
+    if champion is None:
+        verdict = ">=" if mean >= policy.min_dice else "<"
+        reason = f"no champion yet; mean Dice {mean:.4f} {verdict} promote.min_dice {policy.min_dice}"
+        return mean >= policy.min_dice, reason, None
+    diff = paired_difference(challenger, champion)
+    low, high = diff["ci95"]
+    ok = bool(low >= -policy.tolerance)
+    return (
+        ok,
+        (
+            f"paired on {diff['n']} val cases, as served: challenger - champion mean Dice {diff['mean']:+.4f} "
+            f"[95% CI {low:+.4f}, {high:+.4f}]; lower bound {'>=' if ok else '<'} -tolerance {policy.tolerance}"
+        ),
+        diff,
     )
 
 
@@ -169,8 +185,9 @@ class Registry:
         return self.version(mv.version), created
 
     def gate(self, version: str | int | None, prepared: Path) -> Decision:
-        """Re-score challenger and champion on `prepared`'s validation split; promote when the policy allows."""
-        from unetpp.registry.tracking import file_sha256
+        """Score challenger and champion as served on `prepared`'s validation cases; promote when the paired
+        policy allows; tag both models' figures on the test cases for information."""
+        from unetpp.tracking import file_sha256
 
         with self.lock:
             candidate = self.by_alias(CHALLENGER) if version is None else self.version(version)
@@ -182,13 +199,27 @@ class Registry:
             if held == version:
                 reason = f"version {version} is already the champion"
                 return Decision(version, False, reason, None, held, None, data_sha, held)
-            dice = self.score(candidate, prepared)["dice_mean"]
-            champion_dice = None if champion is None else self.score(champion, prepared)["dice_mean"]
+            models = {"challenger": self.served(candidate)} | ({} if champion is None else {
+                "champion": self.served(champion)})  # fmt: skip
+            val = {who: per_case_dice(self.score(m, prepared), m.names) for who, m in models.items()}
             latency = float(candidate.tags.get("latency_ms", "nan"))
-            ok, reason = decide(dice, latency, champion_dice, self.params.promote)
+            ok, reason, diff = decide(val["challenger"], latency, val.get("champion"), self.params.promote)
+            test = self.test_figures(models, prepared)
             if ok:
                 self._crown(version, held)
-            decision = Decision(version, ok, reason, dice, held, champion_dice, data_sha, version if ok else held)
+            decision = Decision(
+                version,
+                ok,
+                reason,
+                float(np.mean(val["challenger"])),
+                held,
+                None if champion is None else float(np.mean(val["champion"])),
+                data_sha,
+                version if ok else held,
+                len(val["challenger"]),
+                diff,
+                test,
+            )
             self._record(version, decision)
             return decision
 
@@ -220,15 +251,23 @@ class Registry:
         self.client.set_registered_model_alias(self.name, CHAMPION, version)
 
     def _record(self, version: str, decision: Decision) -> None:
+        def fmt(value: float | None) -> str:
+            return "none" if value is None else f"{value:.4f}"
+
+        diff, test = decision.difference, decision.test or {}
         tags = {
             "gate.decision": "promoted" if decision.promoted else "rejected",
             "gate.reason": decision.reason,
             "gate.data_sha256": decision.data_sha256,
-            "gate.challenger_dice": f"{decision.challenger_dice:.4f}",
+            "gate.cases": str(decision.cases),
+            "gate.challenger_dice": fmt(decision.challenger_dice),
             "gate.champion_version": decision.champion_version or "none",
-            "gate.champion_dice": "none" if decision.champion_dice is None else f"{decision.champion_dice:.4f}",
+            "gate.champion_dice": fmt(decision.champion_dice),
+            "gate.difference": "none" if diff is None else f"{diff['mean']:+.4f}",
+            "gate.difference_ci95": "none" if diff is None else f"[{diff['ci95'][0]:+.4f}, {diff['ci95'][1]:+.4f}]",
             "gate.at": _now(),
         }
+        tags |= {f"info.test.{k}": fmt(v) if isinstance(v, float) else str(v) for k, v in test.items()}
         for key, value in tags.items():
             self.client.set_model_version_tag(self.name, version, key, value)
 
@@ -243,23 +282,28 @@ class Registry:
             raise RegistryError(f"version {version.version} of {self.name!r} ({version.source}) holds no model.pt")
         return found[0]
 
-    def score(self, version: Any, prepared: Path) -> dict[str, float]:
-        """Mean and per-class Dice of a registered version on `prepared`'s validation split (CPU), on the grid
-        its own checkpoint says it was trained on."""
-        from unetpp.evaluation.evaluate import score, val_loader
-        from unetpp.nn.checkpoint import load_checkpoint
-        from unetpp.runtime.geometry import Geometry
-        from unetpp.runtime.inference import optimize_for_inference
-        from unetpp.runtime.predict import tta_flips
-
+    def served(self, version: Any) -> ServedModel:
+        """A registered version, loaded as the handler serves it (CPU)."""
         with tempfile.TemporaryDirectory() as tmp:
-            model, meta = load_checkpoint(self.download(version, Path(tmp)))
-        names, geometry = meta["class_names"], Geometry.of(meta)
-        loader = val_loader(prepared, self.params, geometry)
-        served = optimize_for_inference(model, channels_last=True)
-        flips = tta_flips(meta)
-        scores = score(served, loader, names, torch.device("cpu"), geometry, channels_last=True, flips=flips).compute()
-        return {f"dice_{k}": v for k, v in scores["dice"].items()}
+            return ServedModel.load(self.download(version, Path(tmp)))
+
+    def score(self, model: ServedModel, prepared: Path) -> list[dict[str, Any]]:
+        """Per-case scores of a served model on `prepared`'s validation cases, at the source resolution."""
+        return score_cases(model, prepared_cases(prepared, "val"), self.params.evaluate.batch_size)
+
+    def test_figures(self, models: dict[str, ServedModel], prepared: Path) -> dict[str, Any]:
+        """Each model's mean Dice on the same test cases, read from the source as the test stage reads them:
+        for information in the version's tags, never used to decide."""
+        from unetpp.evaluation.heldout import test_cases
+
+        try:
+            cases = list(test_cases(self.params, prepared)[1])
+        except UserError as err:  # the source no longer matches the prepared data: say so, decide anyway
+            return {"unavailable": str(err)}
+        out: dict[str, Any] = {"cases": len(cases)}
+        for who, model in models.items():
+            out[f"{who}_dice"] = float(np.mean(per_case_dice(score_cases(model, cases), model.names)))
+        return out
 
 
 def _number(value: Any) -> bool:

@@ -20,7 +20,8 @@ def probabilities(
     """Per decoded (H, W, 3) uint8 image, its (classes, h, w) probabilities on the network's grid (mirrored
     along `flips` and averaged: the variant's test-time augmentation): one batch for whole-image models,
     one image at a time (any size) for sliding windows."""
-    inputs = [network_input(image, geometry, in_channels) for image in images]
+    device = next(module.parameters()).device
+    inputs = [network_input(image, geometry, in_channels).to(device) for image in images]
     if geometry.mode == "whole":
         return list(segment(module, torch.stack(inputs), geometry, flips=flips))
     return [segment(module, x[None], geometry, flips=flips)[0] for x in inputs]

@@ -48,11 +48,16 @@ def describe_colours(names: list[str]) -> str:
     return ", ".join(f"{n} {_entry(n, i)[0]}" for i, n in enumerate(names))
 
 
+def probabilities_at(probs: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(C, h, w) probabilities brought to (C, height, width), bilinearly, as the served masks are."""
+    if probs.shape[-2:] == (height, width):
+        return probs.float()
+    return F.interpolate(probs[None].float(), size=(height, width), mode="bilinear", align_corners=False)[0]
+
+
 def masks_at(probs: torch.Tensor, height: int, width: int) -> np.ndarray:
     """(C, h, w) probabilities to (C, height, width) bool masks (bilinear, then `binarize`)."""
-    if probs.shape[-2:] != (height, width):
-        probs = F.interpolate(probs[None].float(), size=(height, width), mode="bilinear", align_corners=False)[0]
-    return binarize(probs).cpu().numpy()
+    return binarize(probabilities_at(probs, height, width)).cpu().numpy()
 
 
 def anatomical(masks: np.ndarray, names: list[str]) -> np.ndarray:

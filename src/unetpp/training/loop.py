@@ -115,7 +115,7 @@ def open_run(
     params: Params, state: TrainState, manifest: Path, plans: Path, recipe: Recipe, device: torch.device, world: int
 ) -> Any:
     """Start (or reopen, when resuming) the pipeline's MLflow run; a new run gets params, the plan and tags."""
-    from unetpp.registry import tracking
+    from unetpp import tracking
 
     experiment_id = tracking.configure(params.tracking)
     run = tracking.mlflow.start_run(run_id=state.run_id, experiment_id=experiment_id)
@@ -201,7 +201,7 @@ def epoch_row(epoch: int, lr: float, train_loss: float, val_loss: float, val: di
 
 def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics_dir: Path) -> dict[str, Any]:
     """Train (or resume) by the plan's recipe; write best.pt, last.pt, train.json, train_curve.csv; the summary."""
-    from unetpp.registry import tracking
+    from unetpp import tracking
 
     recipe = load_recipe(plans)
 
@@ -301,7 +301,7 @@ def guard(
     history: list[dict[str, Any]], params: Params, recipe: Recipe, train: PreparedDataset, val: PreparedDataset
 ) -> None:
     """The learning guard (`unetpp.training.guard`), its verdict tagged on the MLflow run."""
-    from unetpp.registry import tracking
+    from unetpp import tracking
 
     try:
         check_learning(history, params, recipe, train, val)
@@ -325,8 +325,8 @@ def _write_outputs(
     history: list[dict[str, Any]], names: list[str], metrics_dir: Path, models_dir: Path, run_id: str, params: Params
 ) -> dict[str, Any]:
     """metrics/train.json, metrics/train_curve.csv, the curve PNG, run.json; all logged to the run."""
+    from unetpp import tracking
     from unetpp.evaluation.plots import training_curve
-    from unetpp.registry import tracking
 
     best = max(history, key=lambda r: r["dice_mean"])
     summary = dict(

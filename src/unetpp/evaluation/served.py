@@ -1,0 +1,177 @@
+"""Scoring as served: every figure that chooses or reports a model — `evaluate` and `select` on val, the
+registry gate on val, `test` on test — is the mask a request gets back, at the source resolution, against
+the source masks, per case.
+
+A case is a decoded source image (what a request decodes to) and its masks. `ServedModel` segments it
+with `unetpp.runtime.predict` exactly as the TorchServe handler does (the checkpoint's grid and
+mirroring, back to the image's size, the same post-processing); `case_scores` gives per class Dice, IoU
+(MONAI), HD95 and BCE. Per-case rows are what paired comparisons (the gate, the report) difference.
+
+A missed object is never dropped from a mean: the HD95 of an empty prediction (or of a prediction on an
+empty mask) is the image's diagonal, the largest distance it can have. MONAI returns inf there and
+nnU-Net NaN, which a mean over finite values would silently skip. A case *fails* a class when its
+prediction is empty or its Dice is below `FAILED_DICE`; every summary counts them beside the mean.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
+
+from unetpp.data.ingest import load_manifest
+from unetpp.evaluation.metrics import EPS, mean_with_interval
+from unetpp.nn.checkpoint import load_checkpoint
+from unetpp.runtime.geometry import Geometry
+from unetpp.runtime.inference import optimize_for_inference
+from unetpp.runtime.predict import probabilities, served_masks, tta_flips
+from unetpp.runtime.readout import probabilities_at, vertical_cdr
+
+FAILED_DICE = 0.5  # a case under this Dice for a class (or with nothing predicted) failed that class
+
+
+@dataclass
+class Case:
+    """One scored image: its id, the decoded (H, W, 3) uint8 image and (classes, H, W) bool masks."""
+
+    id: str
+    image: np.ndarray
+    masks: np.ndarray
+
+
+@dataclass
+class ServedModel:
+    """A selected (pruned, exported) or registered checkpoint, prepared as the handler prepares it."""
+
+    module: torch.nn.Module
+    geometry: Geometry
+    flips: tuple[int, ...]
+    names: list[str]
+    in_channels: int
+
+    @classmethod
+    def load(cls, path: Path) -> ServedModel:
+        model, meta = load_checkpoint(path)
+        return cls.of(model, meta)
+
+    @classmethod
+    def of(cls, model: torch.nn.Module, meta: dict[str, Any], flips: tuple[int, ...] | None = None) -> ServedModel:
+        """`model` (a variant, pruned or not, on its device) served with `meta`'s geometry and mirroring (or
+        `flips`): batch norm folded, channels_last, as the handler serves it."""
+        in_channels = int(model.config["in_channels"])
+        return cls(
+            optimize_for_inference(model, channels_last=True),
+            Geometry.of(meta),
+            tta_flips(meta) if flips is None else flips,
+            list(meta["class_names"]),
+            in_channels,
+        )
+
+    def probabilities(self, images: list[np.ndarray]) -> list[torch.Tensor]:
+        """Per image, its probabilities on the network's grid (the handler's call)."""
+        return probabilities(self.module, images, self.geometry, self.in_channels, self.flips)
+
+    def masks(self, image: np.ndarray) -> np.ndarray:
+        """The served masks of one decoded image."""
+        return served_masks(self.probabilities([image])[0], *image.shape[:2], self.names)
+
+
+def prepared_cases(prepared: Path, split: str) -> Iterator[Case]:
+    """The readable samples of `split` as ingest decoded them from their source files (val, train)."""
+    manifest = load_manifest(prepared)
+    rows = manifest[(manifest["split"] == split) & manifest["error"].isna()]
+    for sample_id in rows["id"].astype(str):
+        with np.load(prepared / "samples" / f"{sample_id}.npz") as npz:
+            yield Case(sample_id, npz["source_image"], npz["source_mask"].astype(bool))
+
+
+def case_scores(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Dice, IoU and HD95 (px; the image diagonal where either mask is empty) per class of one case, and
+    for disc + cup the vertical cup-to-disc ratios and their absolute error."""
+    p, t = torch.from_numpy(pred[None]).float(), torch.from_numpy(truth[None]).float()
+    dice = compute_dice(p, t, include_background=True, ignore_empty=False)[0]
+    iou = compute_iou(p, t, include_background=True, ignore_empty=False)[0]
+    with warnings.catch_warnings():  # MONAI warns, and returns inf or nan, for an empty mask
+        warnings.simplefilter("ignore")
+        hd95 = compute_hausdorff_distance(p, t, include_background=True, percentile=95)[0]
+    diagonal = math.hypot(*truth.shape[1:])
+    row: dict[str, float] = {}
+    for k, c in enumerate(names):
+        h = float(hd95[k])
+        both_empty = not pred[k].any() and not truth[k].any()
+        row |= {
+            f"dice_{c}": float(dice[k]),
+            f"iou_{c}": float(iou[k]),
+            f"hd95_{c}": 0.0 if both_empty else h if math.isfinite(h) else diagonal,
+            f"failed_{c}": float(not pred[k].any() or float(dice[k]) < FAILED_DICE),
+        }
+    if names == ["disc", "cup"]:
+        true, got = vertical_cdr(truth[0], truth[1]), vertical_cdr(pred[0], pred[1])
+        row["cdr_true"] = math.nan if true is None else true
+        row["cdr_pred"] = math.nan if got is None else got
+        row["cdr_abs_error"] = abs(row["cdr_pred"] - row["cdr_true"])
+    return row
+
+
+def bce(probs: torch.Tensor, truth: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Per class, the mean binary cross-entropy of source-size probabilities against the source masks."""
+    p, t = probs.clamp(EPS, 1 - EPS), torch.from_numpy(truth).float()
+    loss = -(t * p.log() + (1 - t) * (1 - p).log()).mean(dim=(1, 2))
+    return {f"bce_{c}": float(v) for c, v in zip(names, loss, strict=True)}
+
+
+Keep = Callable[[Case, np.ndarray], None]
+
+
+def score_cases(model: ServedModel, cases: Iterable[Case], batch: int = 1, keep: Keep | None = None) -> list[dict]:
+    """Per case: its id, size and `case_scores` + `bce` of the served masks; `keep(case, masks)` sees each
+    prediction (the test stage saves them). Whole-image models segment `batch` images per forward."""
+    rows: list[dict] = []
+    pending: list[Case] = []
+
+    def flush() -> None:
+        for case, probs in zip(pending, model.probabilities([c.image for c in pending]), strict=True):
+            height, width = case.image.shape[:2]
+            full = probabilities_at(probs, height, width).cpu()
+            pred = served_masks(full, height, width, model.names)
+            if keep is not None:
+                keep(case, pred)
+            rows.append(
+                {"id": case.id, "height": height, "width": width}
+                | case_scores(pred, case.masks, model.names)
+                | bce(full, case.masks, model.names)
+            )
+        pending.clear()
+
+    size = batch if model.geometry.mode == "whole" else 1
+    for case in cases:
+        pending.append(case)
+        if len(pending) == size:
+            flush()
+    if pending:
+        flush()
+    if not rows:
+        raise ValueError("no cases to score")
+    return rows
+
+
+def per_case_dice(rows: list[dict], names: list[str]) -> list[float]:
+    """Each case's Dice averaged over classes: what paired comparisons difference."""
+    return [float(np.mean([r[f"dice_{c}"] for c in names])) for r in rows]
+
+
+def summarize(rows: list[dict], names: list[str]) -> dict[str, Any]:
+    """Each metric's mean with its 95% bootstrap interval over cases, the failed cases per class, and the
+    mean Dice over classes."""
+    metrics = [k for k in rows[0] if k.startswith(("dice_", "iou_", "hd95_", "bce_", "cdr_abs"))]
+    out: dict[str, Any] = {k: mean_with_interval([r[k] for r in rows]) for k in metrics}
+    out |= {f"failed_{c}": int(sum(r[f"failed_{c}"] for r in rows)) for c in names}
+    out["dice_mean"] = mean_with_interval(per_case_dice(rows, names))
+    return out
