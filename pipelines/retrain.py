@@ -178,6 +178,7 @@ def retrain(project: str = str(ROOT), params_file: str = "params.yaml") -> dict[
     """Reproduce the pipeline, register the selection, gate and promote it; return the summary."""
     root = Path(project).resolve()
     stages = {stage: reproduce(stage, root) for stage in stage_names(root)}
+    data = json.loads((root / "data/prepared/ingest.json").read_text()) if stages.get("ingest") == "ran" else None
     registered = register(root, params_file)
     decision = gate(root, params_file, registered["version"])
     packaged = package(root, params_file, decision["champion_after"])
@@ -186,6 +187,7 @@ def retrain(project: str = str(ROOT), params_file: str = "params.yaml") -> dict[
     test = json.loads((root / "metrics/test.json").read_text())
     summary = {
         "stages": stages,
+        "data": None if data is None else {k: data[k] for k in ("samples", "new", "changed", "reused", "removed")},
         "selected": {k: selected[k] for k in ("level", "mode", "reason")},
         "metrics": {
             k: v
@@ -201,21 +203,46 @@ def retrain(project: str = str(ROOT), params_file: str = "params.yaml") -> dict[
     return summary
 
 
+def _data_line(data: dict[str, Any] | None) -> str:
+    """What this run's ingest found, per split; or that the source had not changed."""
+    if data is None:
+        return "source unchanged since the last run (ingest skipped)"
+
+    def per_split(counts: dict[str, int]) -> str:
+        return f"{sum(counts.values())} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})" if counts else "0"
+
+    return (
+        f"{data['samples']} samples: new {per_split(data['new'])}, changed {per_split(data['changed'])}, "
+        f"reused {sum(data['reused'].values())}, no longer in the source {len(data['removed'])}"
+    )
+
+
+def _test_line(test: dict[str, Any]) -> str:
+    """Both models' mean Dice on the same test cases, as the gate tagged them (never used to decide)."""
+    if "unavailable" in test:
+        return f"test figures unavailable: {test['unavailable']}"
+    scores = ", ".join(f"{who.removesuffix('_dice')} {v:.4f}" for who, v in test.items() if who.endswith("_dice"))
+    return f"mean Dice on the same {test['cases']} test cases: {scores} (not used to decide)"
+
+
 def render(summary: dict[str, Any]) -> str:
     """The end-of-run summary as plain text."""
-    stages = ", ".join(f"{name} {state}" for name, state in summary["stages"].items())
+    ran = [name for name, state in summary["stages"].items() if state == "ran"]
+    stages = ", ".join(ran) + " ran" if ran else "none ran: nothing changed"
     metrics = " ".join(f"val {k} {v:.4f}" for k, v in summary["metrics"].items())
     test = " ".join(f"{k} {v['mean']:.4f} [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]" for k, v in summary["test"].items())
     reg, dec, sel = summary["registered"], summary["decision"], summary["selected"]
-    fresh = "new" if reg["created"] else "already registered"
+    fresh = "new" if reg["created"] else "already registered: no new version"
     return "\n".join(
         [
             "retrain summary",
+            f"  data:      {_data_line(summary['data'])}",
             f"  stages:    {stages}",
             f"  selected:  L{sel['level']} {sel['mode']} ({metrics})",
             f"  test:      {test} (held-out split, source resolution, as served; report: reports/report.md)",
             f"  registry:  {reg['name']} version {reg['version']} ({fresh})",
             f"  promotion: {'promoted' if dec['promoted'] else 'not promoted'}: {dec['reason']}",
+            *([f"  for info:  {_test_line(dec['test'])}"] if dec.get("test") else []),
             f"  champion:  version {dec['champion_after']}",
             f"  serving:   {summary['package']['archive']} ({summary['package']['action']})",
         ]

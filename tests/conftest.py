@@ -54,6 +54,16 @@ def folder_params(path: Path, **data: object) -> Params:
     )
 
 
+def labelled_pairs(root: Path, indices: range, size: int = 64) -> None:
+    """Generated pairs `eye{i:03d}.png` (image, 0/255 disc mask) in a flat images/ + masks/ folder."""
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i in indices:
+        s = generate_fundus(i, size, seed=5)
+        Image.fromarray(s.image).save(root / "images" / f"eye{i:03d}.png")
+        Image.fromarray(s.masks[0].astype(np.uint8) * 255).save(root / "masks" / f"eye{i:03d}.png")
+
+
 @pytest.fixture
 def folder_dataset(tmp_path: Path) -> Path:
     """images/{train,val,test}/*.png with binary 0/255 disc masks under masks/{train,val,test}/."""

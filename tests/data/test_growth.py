@@ -5,31 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.conftest import folder_params
+from tests.conftest import folder_params, labelled_pairs
 from unetpp.data.ingest import INGEST_RECORD, ingest
 from unetpp.data.synthetic import generate_fundus
 from unetpp.data.validate import DataValidationError
 
 
-def add_pairs(root: Path, indices: range) -> None:
-    """Labelled pairs `eye{i}.png` in a flat images/ + masks/ folder (no split subfolders)."""
-    for sub in ("images", "masks"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    for i in indices:
-        s = generate_fundus(i, 64, seed=5)
-        Image.fromarray(s.image).save(root / "images" / f"eye{i:03d}.png")
-        Image.fromarray(s.masks[0].astype(np.uint8) * 255).save(root / "masks" / f"eye{i:03d}.png")
-
-
 @pytest.fixture
 def grown(tmp_path: Path) -> tuple[Path, Path, Path]:
     source, out, ledger = tmp_path / "source", tmp_path / "prepared", tmp_path / "splits.csv"
-    add_pairs(source, range(20))
+    labelled_pairs(source, range(20))
     ingest(folder_params(source), out, ledger)
     return source, out, ledger
 
@@ -38,7 +27,7 @@ def test_a_grown_set_reuses_unchanged_samples_and_moves_none(grown: tuple[Path, 
     source, out, ledger = grown
     before = pd.read_csv(ledger, dtype=str)
     inode = {p.name: p.stat().st_ino for p in (out / "samples").glob("*.npz")}
-    add_pairs(source, range(20, 25))
+    labelled_pairs(source, range(20, 25))
     edited = generate_fundus(0, 64, seed=5).image // 2 + 10  # the same eye, re-exposed
     Image.fromarray(edited).save(source / "images" / "eye000.png")
     manifest = ingest(folder_params(source), out, ledger)

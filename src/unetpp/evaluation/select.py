@@ -24,7 +24,9 @@ def choose(rows: list[dict[str, Any]], policy: SelectParams) -> tuple[dict[str, 
     """The policy, and the sentence that explains its choice.
 
     Candidates have mean Dice >= best - max_dice_drop and, when set, latency <= max_latency_ms.
-    Among them the lowest latency wins; exact ties go to the higher Dice, then the lower level,
+    Among them the lowest latency wins, where latencies within the measured noise (the largest spread
+    of the candidates' calls, half an interquartile range) tie: a rerun would order them differently.
+    Ties go to fewer GFLOPs (which do not vary between runs), then the higher Dice, the lower level,
     then `fast` (fewer heads).
     """
     if not rows:
@@ -41,12 +43,15 @@ def choose(rows: list[dict[str, Any]], policy: SelectParams) -> tuple[dict[str, 
             f"and latency <= select.max_latency_ms={cap} ms; the fastest within tolerance is "
             f"{fastest['key']} at {fastest['latency_ms']:.2f} ms"
         )
+    fastest = min(candidates, key=lambda r: r["latency_ms"])
+    noise = max(r.get("latency_spread_ms", 0.0) for r in candidates)
+    tied = [r for r in candidates if r["latency_ms"] <= fastest["latency_ms"] + noise]
     chosen = min(
-        candidates,
-        key=lambda r: (r["latency_ms"], -r["dice_mean"], r["level"], r["mode"] != "fast", bool(r.get("tta_flips"))),
+        tied, key=lambda r: (r["gflops"], -r["dice_mean"], r["level"], r["mode"] != "fast", bool(r.get("tta_flips")))
     )
     reason = (
-        f"{chosen['key']} is the fastest ({chosen['latency_ms']:.2f} ms) of {len(candidates)} variant(s) with mean "
+        f"{chosen['key']} is the fastest ({chosen['latency_ms']:.2f} ms; {len(tied)} within the {noise:.2f} ms noise "
+        f"tie, the fewest GFLOPs wins) of {len(candidates)} variant(s) with mean "
         f"Dice >= {floor:.4f} (best {best:.4f} - {policy.max_dice_drop})"
         + (f" and latency <= {cap} ms" if cap is not None else "")
         + f"; its mean Dice is {chosen['dice_mean']:.4f}"

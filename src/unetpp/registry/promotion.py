@@ -199,6 +199,9 @@ class Registry:
             if held == version:
                 reason = f"version {version} is already the champion"
                 return Decision(version, False, reason, None, held, None, data_sha, held)
+            policy = self.params.promote.model_dump_json()
+            if _recorded(candidate.tags, data_sha, policy, held):
+                return _recall(candidate.tags, version, held)
             models = {"challenger": self.served(candidate)} | ({} if champion is None else {
                 "champion": self.served(champion)})  # fmt: skip
             val = {who: per_case_dice(self.score(m, prepared), m.names) for who, m in models.items()}
@@ -265,6 +268,7 @@ class Registry:
             "gate.champion_dice": fmt(decision.champion_dice),
             "gate.difference": "none" if diff is None else f"{diff['mean']:+.4f}",
             "gate.difference_ci95": "none" if diff is None else f"[{diff['ci95'][0]:+.4f}, {diff['ci95'][1]:+.4f}]",
+            "gate.policy": self.params.promote.model_dump_json(),
             "gate.at": _now(),
         }
         tags |= {f"info.test.{k}": fmt(v) if isinstance(v, float) else str(v) for k, v in test.items()}
@@ -304,6 +308,35 @@ class Registry:
         for who, model in models.items():
             out[f"{who}_dice"] = float(np.mean(per_case_dice(score_cases(model, cases), model.names)))
         return out
+
+
+def _recorded(tags: dict[str, str], data_sha: str, policy: str, champion: str | None) -> bool:
+    """This version was already gated on these data, by this policy, against this champion: nothing to redo."""
+    return (
+        "gate.decision" in tags
+        and tags.get("gate.data_sha256") == data_sha
+        and tags.get("gate.policy") == policy
+        and tags.get("gate.champion_version") == (champion or "none")
+    )
+
+
+def _recall(tags: dict[str, str], version: str, champion: str | None) -> Decision:
+    """The decision a version's tags record (a rerun on unchanged data does not score it again)."""
+
+    def number(key: str) -> float | None:
+        return None if tags.get(key, "none") == "none" else float(tags[key])
+
+    return Decision(
+        version,
+        False,
+        f"already gated on these data: {tags['gate.decision']} ({tags['gate.reason']})",
+        number("gate.challenger_dice"),
+        champion,
+        number("gate.champion_dice"),
+        tags["gate.data_sha256"],
+        champion,
+        int(tags.get("gate.cases", "0")),
+    )
 
 
 def _number(value: Any) -> bool:
