@@ -13,6 +13,7 @@ Run: `python -m pipelines.retrain` in the project folder (what `bash scripts/run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -105,6 +106,17 @@ def reproduce(stage: str, project: Path) -> str:
     return "ran" if any(f"Running stage '{stage}'" in line for line in lines) else "skipped"
 
 
+@task(retries=0)
+def preflight(project: Path, params_file: str) -> None:
+    """Refuse wrong params or a missing source before DVC runs anything (bad input: never retried)."""
+    from unetpp.data.sources import check_source
+    from unetpp.params import load_params
+
+    params = load_params(project / params_file)
+    with contextlib.chdir(project):  # a relative data.path is the project's, as DVC reads it
+        check_source(params.data)
+
+
 @task(**RETRIED)
 def register(project: Path, params_file: str) -> dict[str, Any]:
     """Register the selected model (no duplicate for an unchanged selection); alias `challenger`."""
@@ -177,6 +189,7 @@ def _publish(project: Path, decision: dict[str, Any]) -> None:
 def retrain(project: str = str(ROOT), params_file: str = "params.yaml") -> dict[str, Any]:
     """Reproduce the pipeline, register the selection, gate and promote it; return the summary."""
     root = Path(project).resolve()
+    preflight(root, params_file)
     stages = {stage: reproduce(stage, root) for stage in stage_names(root)}
     data = json.loads((root / "data/prepared/ingest.json").read_text()) if stages.get("ingest") == "ran" else None
     registered = register(root, params_file)

@@ -12,7 +12,7 @@ from pipelines.retrain import StageFailed, _retry_transient, command_exit_code, 
 from tests.conftest import labelled_pairs
 from tests.params import TINY, project_params
 from tests.project import BIN, run, tiny_project
-from unetpp.errors import EXIT_FAILURE, EXIT_USER_ERROR
+from unetpp.errors import EXIT_FAILURE, EXIT_USER_ERROR, UserError
 
 
 @pytest.mark.slow
@@ -90,10 +90,11 @@ def test_only_failures_that_may_pass_are_retried() -> None:
 def test_a_stage_that_rejects_its_input_fails_with_its_own_exit_code(
     tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Real `dvc repro` of `ingest` on a folder source that does not exist: the command exits 2, DVC 255."""
+    """Real `dvc repro` of `ingest` on a folder source without images/: the command exits 2, DVC 255."""
     project = tiny_project(tmp_path / "repo")
     raw = project_params(TINY, {"model": {"class_names": ["cell"]}})
-    raw["data"] |= {"source": "folder", "path": str(tmp_path / "missing")}
+    (tmp_path / "empty").mkdir()
+    raw["data"] |= {"source": "folder", "path": str(tmp_path / "empty")}
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
     from prefect import flow
@@ -106,6 +107,18 @@ def test_a_stage_that_rejects_its_input_fails_with_its_own_exit_code(
         ingest_only()
     assert failed.value.code == EXIT_USER_ERROR and not failed.value.transient
     assert "a folder source needs images/ and masks/" in str(failed.value)
+
+
+def test_a_missing_source_is_refused_before_any_stage(tmp_path: Path, prefect_harness: None) -> None:
+    """DVC would fail on the missing dependency with its own exit code (retried as if transient): the flow
+    refuses it first, as bad input, naming the path."""
+    project = tiny_project(tmp_path / "repo")
+    raw = project_params(TINY, {"model": {"class_names": ["cell"]}})
+    raw["data"] |= {"source": "folder", "path": str(tmp_path / "missing")}
+    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError, match=r"data.path .*missing: no such file or folder"):
+        retrain(project=str(project))
+    assert not (project / "dvc.lock").exists()
 
 
 def test_the_exit_code_file_decides_and_a_missing_one_means_retry(tmp_path: Path) -> None:

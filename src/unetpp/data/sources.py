@@ -218,6 +218,15 @@ def _folder_loader(img: Path, mask: Path, p: DataParams) -> Callable[[], Loaded]
     return load
 
 
+def check_source(p: DataParams) -> Path:
+    """The configured source path, refused with a clear error when it does not exist (DVC, which hashes it
+    as ingest's dependency, would fail on it with no hint that the params are wrong)."""
+    path = Path(p.path)
+    if not path.exists():
+        raise UserError(f"data.path {p.path}: no such file or folder; expected the {p.source} source's folder")
+    return path
+
+
 READERS: dict[str, Callable[[DataParams], list[RawSample]]] = {
     "synthetic": synthetic_samples,
     "drishti": drishti_samples,
