@@ -13,16 +13,20 @@ STAGES = ("summarize", "ingest", "validate", "plan", "train", "evaluate", "selec
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_project(tmp_path_factory.mktemp("pipeline") / "repo")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`dvc repro` of a tiny copy of the project: its folder and output (each test that uses it fails, not
+    skips, when it breaks)."""
+    project = tiny_project(tmp_path_factory.mktemp("pipeline") / "repo")
+    first = run(["dvc", "repro"], project)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return project, first.stdout
 
 
 @pytest.mark.slow
-def test_dvc_repro_end_to_end(project: Path) -> None:
-    first = run(["dvc", "repro"], project)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+def test_dvc_repro_end_to_end(reproduced: tuple[Path, str]) -> None:
+    project, stdout = reproduced
     for stage in STAGES:
-        assert f"Running stage '{stage}'" in first.stdout
+        assert f"Running stage '{stage}'" in stdout
     for out in (
         "reports/model.json",
         "data/prepared/manifest.csv",
@@ -50,17 +54,21 @@ def test_dvc_repro_end_to_end(project: Path) -> None:
         "reports/report.md",
         "reports/report_pareto.png",
         "reports/report_curves.png",
+        "splits.csv",
+        "data/prepared/ingest.json",
     ):
         assert (project / out).is_file(), out
     test = json.loads((project / "metrics/test.json").read_text())
-    assert test["split"] == "test" and test["cases"] == 2 and test["resolution"].startswith("source")
-    assert set(test["dice_disc"]) == {"mean", "ci95", "n"} and test["dice_disc"]["n"] == 2
+    assert test["split"] == "test" and test["cases"] == 1 and test["resolution"].startswith("source")
+    assert set(test["dice_disc"]) == {"mean", "ci95", "n"} and test["dice_disc"]["n"] == 1
     assert test["dice_disc"]["ci95"][0] <= test["dice_disc"]["mean"] <= test["dice_disc"]["ci95"][1]
-    assert "cdr_abs_error" in test and len(list((project / "reports/test_masks").glob("*.png"))) == 2 * 2
+    assert "cdr_abs_error" in test and len(list((project / "reports/test_masks").glob("*.png"))) == 1 * 2
+    assert {"failed_disc", "failed_cup", "hd95_cup"} <= set(test)
     baseline = json.loads((project / "metrics/unet/eval.json").read_text())
     assert sorted(baseline) == ["L4_fast", "L4_fast_tta"]  # U-Net: one network, with and without mirroring
     report = (project / "reports/report.md").read_text()
     assert "| U-Net | L4 fast" in report and "| UNet++ | L" in report and "(selected)" in report
+    assert "## UNet++ against U-Net on the same test cases (paired)" in report and "| dice_mean | " in report
 
     rows = json.loads((project / "metrics/eval.json").read_text())
     # L1 accurate averages head 1 alone: it is L1 fast, measured once; each with and without mirroring
@@ -68,25 +76,28 @@ def test_dvc_repro_end_to_end(project: Path) -> None:
     assert sorted(rows) == sorted(base + [f"{key}_tta" for key in base])
     assert all(rows[f"{key}_tta"]["tta_flips"] == [1] for key in base)  # fundus: left-right only
     assert all(
-        {"dice_disc", "iou_cup", "bce_mean", "gflops", "latency_ms", "parameters"} <= set(r) for r in rows.values()
+        {"dice_disc", "iou_cup", "hd95_disc", "bce_cup", "failed_cup", "gflops", "latency_ms", "parameters"} <= set(r)
+        and r["cases"] == 3
+        for r in rows.values()
     )
+    assert rows["L4_accurate"]["grid_dice_mean"] >= 0  # training's validation on the grid, beside the served figure
 
     selected = json.loads((project / "models/selected.json").read_text())
     best = max(r["dice_mean"] for r in rows.values())
     eligible = [r for r in rows.values() if r["dice_mean"] >= best - 0.01]
-    assert selected["metrics"]["latency_ms"] == min(r["latency_ms"] for r in eligible)
+    noise = max(r["latency_spread_ms"] for r in eligible)
+    assert selected["metrics"]["latency_ms"] <= min(r["latency_ms"] for r in eligible) + noise
 
-    second = run(["dvc", "repro"], project)
+    second = run(["dvc", "repro"], project)  # nothing changed: nothing runs
     assert second.returncode == 0 and "Running stage" not in second.stdout
 
 
 @pytest.mark.slow
-def test_mlflow_run_holds_params_metrics_artifacts_and_a_model(project: Path) -> None:
+def test_mlflow_run_holds_params_metrics_artifacts_and_a_model(reproduced: tuple[Path, str]) -> None:
     import mlflow
     import numpy as np
 
-    if not (project / "models/run.json").is_file():
-        pytest.skip("the pipeline did not run")
+    project = reproduced[0]
     mlflow.set_tracking_uri(f"sqlite:///{project.parent / 'mlflow.db'}")
     run = mlflow.get_run(json.loads((project / "models/run.json").read_text())["run_id"])
     assert run.data.params["model.arch"] == "unetpp" and run.data.params["train.epochs"] == "2"

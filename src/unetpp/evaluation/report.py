@@ -1,9 +1,11 @@
 """The report stage: the seed's comparison, UNet++ against the U-Net baseline trained by the same plan.
 
-`reports/report.md` (readable on GitHub and in the MLflow run) holds two tables — the held-out test
-split at the source resolution for each architecture's selected variant (the only quality figures),
-and every level x mode x mirroring on the validation split (what chose them) — the Pareto plot of
-both, the training curves of both, and the worst test cases of each. It reads only what the other
+`reports/report.md` (readable on GitHub and in the MLflow run) holds the held-out test split at the
+source resolution for each architecture's selected variant (the only quality figures) with the failed
+cases per class, the paired comparison of the two on the same test cases (per-case differences and
+their 95% interval: two overlapping intervals of the means would hide what pairing shows), every level
+x mode x mirroring on the validation split as served (what chose them), the Pareto plot of both, the
+training curves of both, and the worst test cases of each. It reads only what the other
 stages wrote: no split is read here.
 """
 
@@ -14,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from unetpp.evaluation.metrics import paired_difference
 from unetpp.evaluation.plots import plt
 
 ARCHS = {"unetpp": "UNet++", "unet": "U-Net"}
@@ -30,17 +33,50 @@ def heldout_table(tests: dict[str, dict[str, Any]], names: list[str]) -> list[st
     """Markdown rows: per architecture, its selected variant on the test split with 95% intervals."""
     metrics = [f"dice_{c}" for c in names] + [f"iou_{c}" for c in names] + [f"hd95_{c}" for c in names]
     metrics += ["cdr_abs_error"] if "cdr_abs_error" in next(iter(tests.values())) else []
-    lines = ["| model | variant | cases | " + " | ".join(metrics) + " |", "|---|---|---|" + "---|" * len(metrics)]
+    failed = [f"failed_{c}" for c in names]
+    head = ["model", "variant", "cases", *metrics, *(f"{f} (empty or Dice < 0.5)" for f in failed)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arch, t in tests.items():
-        cells = [_interval(t.get(m)) for m in metrics]
+        cells = [_interval(t.get(m)) for m in metrics] + [str(t.get(f, "-")) for f in failed]
         lines.append(f"| {ARCHS[arch]} | {t['variant']} | {t['cases']} | " + " | ".join(cells) + " |")
     return lines
 
 
+def paired_table(reports: dict[str, Path], names: list[str]) -> list[str]:
+    """Markdown rows: UNet++ - U-Net per test case (reports/test_cases.csv of each, matched by id), the
+    mean difference and its 95% bootstrap interval per metric, and how many cases each wins."""
+    rows = {}
+    for arch, folder in reports.items():
+        with (folder / "test_cases.csv").open() as fh:
+            rows[arch] = {r["id"]: r for r in csv.DictReader(fh)}
+    ids = sorted(rows["unetpp"])
+    if sorted(rows["unet"]) != ids:
+        raise ValueError("the two architectures were tested on different cases; rerun both test stages")
+    lines = ["| metric | UNet++ - U-Net [95%] | cases UNet++ better / worse / equal |", "|---|---|---|"]
+    for metric in [*(f"dice_{c}" for c in names), "dice_mean"]:
+
+        def value(arch: str, i: str, m: str = metric) -> float:
+            if m == "dice_mean":
+                return sum(float(rows[arch][i][f"dice_{c}"]) for c in names) / len(names)
+            return float(rows[arch][i][m])
+
+        a, b = [value("unetpp", i) for i in ids], [value("unet", i) for i in ids]
+        diffs = [x - y for x, y in zip(a, b, strict=True)]
+        wins = (sum(d > 0 for d in diffs), sum(d < 0 for d in diffs), sum(d == 0 for d in diffs))
+        lines.append(f"| {metric} | {_signed(paired_difference(a, b))} | {wins[0]} / {wins[1]} / {wins[2]} |")
+    return lines
+
+
+def _signed(entry: dict[str, Any]) -> str:
+    low, high = entry["ci95"]
+    return f"{entry['mean']:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+
 def validation_table(evals: dict[str, dict[str, Any]], selected: dict[str, str], names: list[str]) -> list[str]:
     """Markdown rows: every variant of both architectures on the validation split."""
-    cols = [f"{m}_{c}" for m in ("dice", "iou", "bce") for c in names]
-    head = ["model", "variant", "mirroring", *cols, "mean Dice [95%]", "parameters", "GFLOPs", "latency ms"]
+    cols = [f"{m}_{c}" for m in ("dice", "iou", "hd95", "bce") for c in names]
+    head = ["model", "variant", "mirroring", *cols, *(f"failed_{c}" for c in names)]
+    head += ["mean Dice [95%]", "parameters", "GFLOPs", "latency ms"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arch, rows in evals.items():
         for key, r in rows.items():
@@ -49,6 +85,7 @@ def validation_table(evals: dict[str, dict[str, Any]], selected: dict[str, str],
             lines.append(
                 f"| {ARCHS[arch]} | L{r['level']} {r['mode']}{mark} | {r.get('tta_flips') or '-'} | "
                 + " | ".join(f"{r[c]:.4f}" for c in cols)
+                + "".join(f" | {r[f'failed_{c}']}" for c in names)
                 + f" | {r['dice_mean']:.4f} [{low:.4f}, {high:.4f}] | {r['parameters']:,} | {r['gflops']:.2f} | "
                 f"{r['latency_ms']:.2f} |"
             )
@@ -129,7 +166,14 @@ def report(runs: dict[str, tuple[Path, Path, Path]], names: list[str], out: Path
         "",
         *heldout_table(tests, names),
         "",
-        "## Validation split (the network's grid; what selected)",
+        "## UNet++ against U-Net on the same test cases (paired)",
+        "",
+        "Per case, UNet++'s score minus U-Net's; the mean of those differences with its 95% bootstrap "
+        "interval. An interval that excludes 0 is a difference these cases show.",
+        "",
+        *paired_table({arch: reports for arch, (_, _, reports) in runs.items()}, names),
+        "",
+        "## Validation split (source resolution, as served; what selected)",
         "",
         *validation_table(evals, selected, names),
         "",
