@@ -32,7 +32,7 @@ from tests.kinds import cells12, specks, unrelated  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SKIP = {".venv", ".git", ".dvc", ".prefect", "data", "models", "metrics", "plots", "mlruns", "dvc.lock"}
-SKIP |= {"model-store", "reports", "plans.json", ".torchserve"}
+SKIP |= {"model-store", "reports", "plans.json", ".torchserve", "splits.csv"}
 
 
 KINDS = {"cells12": cells12, "specks": specks, "unrelated": unrelated}

@@ -1,4 +1,4 @@
-"""The latency benchmark runs end to end (tiny sizes; no timing is asserted, only the report's shape)."""
+"""The benchmarks run end to end (tiny sizes; no timing is asserted, only the report's shape)."""
 
 from __future__ import annotations
 
@@ -32,3 +32,14 @@ def test_latency_bench_reports_every_level_mode_and_ratio(tmp_path: Path) -> Non
     gflops = [r["gflops"] for r in report["rows"] if r["mode"] == "fast"]
     assert gflops == sorted(gflops)
     assert "target <=" in proc.stdout
+
+
+@pytest.mark.slow
+def test_data_growth_bench_reports_the_ratio_and_dvc_sees_a_new_file(tmp_path: Path) -> None:
+    args = ["--images", "12", "--grow", "3", "--size", "48", "--files", "40", "--work", str(tmp_path / "w")]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench/data_growth.py"), *args], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "reused 12" in proc.stdout and "second / first =" in proc.stdout
+    assert "dvc status after adding one file" in proc.stdout and "'list:'" in proc.stdout

@@ -30,7 +30,7 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_the_fingerprint_counts_and_measures_objects(planned: dict) -> None:
     fp = planned["fingerprint"]
-    assert fp["images"] == {"train": 6, "val": 2, "test": 2}
+    assert fp["images"] == {"train": 6, "val": 3, "test": 1}
     assert fp["channels"] == [3] and fp["bit_depth"] == [8]
     disc = fp["classes"]["disc"]
     assert disc["objects_per_image"] == 1.0

@@ -111,7 +111,7 @@ def test_the_served_answer_is_the_mask_the_test_stage_scored(
     prepared = serving_project / "data" / "prepared"
     summary = heldout(params, prepared, models, tmp_path / "metrics", tmp_path / "reports")
     cases = heldout_samples(params, prepared)
-    assert summary["cases"] == len(cases) == 2
+    assert summary["cases"] == len(cases) >= 1
     for sample in cases:
         answer = _post(served, _png(sample.load().image)).json()
         for name in ("disc", "cup"):

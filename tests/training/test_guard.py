@@ -54,7 +54,8 @@ def test_the_prior_predictor_scores_a_fixed_position_as_well_as_a_model_would(tm
 
 
 def _history(disc: float, cup: float) -> list[dict]:
-    return [{"epoch": e, "dice_disc": disc * e / 3, "dice_cup": cup * e / 3} for e in (1, 2, 3)]
+    rows = [{"epoch": e, "dice_disc": disc * e / 3, "dice_cup": cup * e / 3} for e in (1, 2, 3)]
+    return [r | {"dice_mean": (r["dice_disc"] + r["dice_cup"]) / 2} for r in rows]
 
 
 def test_a_learned_model_passes_and_an_unlearned_class_is_named(prepared: Path) -> None:
@@ -75,9 +76,14 @@ def test_a_learned_model_passes_and_an_unlearned_class_is_named(prepared: Path) 
     with pytest.raises(DidNotLearn) as failed:
         check_learning(_history(0.9, 0.0), params, recipe, train, val)
     message = str(failed.value)
-    assert "class 'cup': best validation Dice 0.0000 at epoch 1/3" in message and "'disc'" not in message
+    assert "class 'cup': validation Dice 0.0000 at the kept epoch 3/3" in message and "'disc'" not in message
     assert "train.min_skill 0.25 of the gap to 1" in message and "Likely causes:" in message
     assert "only 6 optimizer steps" in message
+    # the cup learned at epoch 1 and forgot by the kept epoch 3 (the best mean): the served model fails it
+    forgot = [r | {"dice_cup": 0.8 if r["epoch"] == 1 else 0.0} for r in _history(0.9, 0.0)]
+    forgot = [r | {"dice_mean": 0.3 if r["epoch"] == 1 else r["dice_disc"] / 2 + 0.01} for r in forgot]
+    with pytest.raises(DidNotLearn, match=r"class 'cup': validation Dice 0\.0000 at the kept epoch 3/3"):
+        check_learning(forgot, params, recipe, train, val)
     assert "the weight average (ema_decay 0.9, a horizon of ~10 steps) is long for a run of 6" in message
 
 
@@ -100,5 +106,6 @@ def test_dvc_repro_stops_at_train_when_masks_do_not_match_images(tmp_path: Path)
     assert proc.returncode != 0
     assert "Running stage 'train'" in proc.stdout and "Running stage 'evaluate'" not in proc.stdout
     assert json.loads(exit_file.read_text())["code"] == 3
-    assert "the model did not learn: class 'disc': best validation Dice" in proc.stderr, proc.stderr[-3000:]
+    assert "the model did not learn: class 'disc': validation Dice" in proc.stderr, proc.stderr[-3000:]
+    assert "at the kept epoch" in proc.stderr
     assert not (project / "models/selected.json").exists()

@@ -108,9 +108,10 @@ LEDGER_COLUMNS = ["id", "group", "split"]
 def prepare_key(params: Params) -> str:
     """What a prepared sample depends on besides its source files: the preparing params and code.
 
-    Split params (fractions, seed, group pattern) are not in it: they never change a sample's arrays.
+    Split params (fractions, seed, group pattern) are not in it: they never change a sample's arrays; nor is
+    `data.path`: a moved folder holds the same bytes, which each sample's own hash covers.
     """
-    data = params.data.model_dump(exclude={"val_fraction", "test_fraction", "group_pattern", "seed", "workers"})
+    data = params.data.model_dump(exclude={"path", "val_fraction", "test_fraction", "group_pattern", "seed", "workers"})
     h = hashlib.sha256(json.dumps([data, params.model.in_channels, params.model.class_names], sort_keys=True).encode())
     package = Path(__file__).resolve().parents[1]
     for name in PREPARING_CODE:

@@ -1,6 +1,7 @@
 """The learning guard: a model no better than a trivial predictor is an error, not a result.
 
-After training, each class's best validation Dice (the kept model's, epoch by epoch) is compared
+After training, each class's validation Dice at the kept epoch (the one `best.pt` holds: the best mean
+Dice, the model that is evaluated, selected and served — not each class's best epoch) is compared
 with what predictors that look at no image score on the same masks: the empty mask, the
 all-foreground mask, and the training masks' prior (the per-pixel share of training images in which
 the pixel is foreground, thresholded where it scores best on the training split): a model that only
@@ -102,23 +103,29 @@ def likely_causes(
     return causes
 
 
+def kept_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The validated epoch `best.pt` holds: the first with the highest mean Dice (training keeps a later
+    one only when it is strictly better)."""
+    return max(history, key=lambda r: r["dice_mean"])
+
+
 def check_learning(
     history: list[dict[str, Any]], params: Params, recipe: Recipe, train: PreparedDataset, val: PreparedDataset
 ) -> None:
-    """Raise `DidNotLearn` naming each class that did not learn, its best Dice and epoch, and likely causes."""
+    """Raise `DidNotLearn` naming each class that did not learn at the kept epoch, its Dice, and likely causes."""
     names = params.model.class_names
     val_masks = grid_masks(val)
     trivial, n_train = trivial_dice(stored_masks(train), val_masks, names), len(train)
+    best = kept_epoch(history)
     failed = []
     for c in names:
-        best = max(history, key=lambda r: r[f"dice_{c}"])
         base = max(trivial[c].values())
         dice, bar = best[f"dice_{c}"], max(base + params.train.min_skill * (1 - base), params.train.min_dice)
         if dice < bar:
             pixels = float(np.mean([v[names.index(c)].sum() for v in val_masks]))
             causes = "; ".join(likely_causes(params, recipe, n_train, trivial[c], pixels))
             failed.append(
-                f"class {c!r}: best validation Dice {dice:.4f} at epoch {best['epoch']}/{recipe.epochs}, under "
+                f"class {c!r}: validation Dice {dice:.4f} at the kept epoch {best['epoch']}/{recipe.epochs}, under "
                 f"{bar:.4f} (trivial predictors: empty {trivial[c]['empty']:.4f}, all-foreground "
                 f"{trivial[c]['all_foreground']:.4f}, training prior {trivial[c]['training_prior']:.4f}, "
                 f"best {base:.4f} + train.min_skill {params.train.min_skill} of the gap to 1; "

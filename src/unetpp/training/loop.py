@@ -37,7 +37,7 @@ from unetpp.planning.recipe import Recipe, load_recipe
 from unetpp.runtime.geometry import Geometry, forward
 from unetpp.training.averaging import kept_model, weight_average
 from unetpp.training.devices import autocast, distributed, training_device
-from unetpp.training.guard import check_learning
+from unetpp.training.guard import check_learning, kept_epoch
 from unetpp.training.losses import DeepSupervisionLoss
 
 
@@ -286,7 +286,7 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
                 dist.barrier()
         summary = {}
         if rank == 0:
-            summary = _write_outputs(state.history, names, metrics_dir, models_dir, state.run_id, params)
+            summary = _write_outputs(state.history, names, metrics_dir, models_dir, state.run_id, recipe.epochs)
             if tp.learning_guard:
                 guard(state.history, params, recipe, PreparedDataset(prepared, "train"), val_loader.dataset)
     finally:
@@ -322,16 +322,17 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _write_outputs(
-    history: list[dict[str, Any]], names: list[str], metrics_dir: Path, models_dir: Path, run_id: str, params: Params
+    history: list[dict[str, Any]], names: list[str], metrics_dir: Path, models_dir: Path, run_id: str, epochs: int
 ) -> dict[str, Any]:
     """metrics/train.json, metrics/train_curve.csv, the curve PNG, run.json; all logged to the run."""
     from unetpp import tracking
     from unetpp.evaluation.plots import training_curve
 
-    best = max(history, key=lambda r: r["dice_mean"])
+    best = kept_epoch(history)
     summary = dict(
         best_epoch=best["epoch"],
-        epochs=len(history),
+        epochs=epochs,  # trained, not validated (validation runs every recipe.val_every epochs)
+        validations=len(history),
         best={k: v for k, v in best.items() if k.startswith(("dice_", "iou_", "val_loss"))},
         final_train_loss=history[-1]["train_loss"],
     )
