@@ -5,8 +5,9 @@ Four checks, each a GX validation with failing rows identified by `id` and named
 - `content`: sizes and channels, binary masks with values in the class set, image and mask of
   equal size, no duplicate image within or across splits, foreground fractions within bounds
   (an empty mask fails), the cup inside the disc (fundus task), no nulls, and no sample in another
-  split than the splits ledger (`splits.csv`) gave it when it was first ingested: data that grow, a changed seed or fraction, a file moved between split folders never move
-  a sample silently (delete the ledger to re-split on purpose);
+  split than the splits ledger (`splits.csv`) gave it when it was first ingested: data that grow, a
+  changed seed or fraction, a file moved between split folders never move a sample silently (delete
+  the ledger to re-split on purpose);
 - `splits`: enough rows in train, val and test;
 - `groups`: no group (`data.group_pattern`: a patient, say) in more than one split.
 """
