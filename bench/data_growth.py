@@ -14,7 +14,6 @@ Usage: python bench/data_growth.py [--images 1200 --grow 120 --size 256 --files 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import labelled_pairs  # noqa: E402
-from unetpp.data.ingest import INGEST_RECORD, ingest  # noqa: E402
+from unetpp.data.ingest import ingest, read_record  # noqa: E402
 from unetpp.params import Params  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -35,7 +34,7 @@ BIN = Path(sys.executable).parent
 def timed_ingest(params: Params, out: Path, ledger: Path) -> tuple[float, dict]:
     start = time.perf_counter()
     ingest(params, out, ledger)
-    return time.perf_counter() - start, json.loads((out / INGEST_RECORD).read_text())
+    return time.perf_counter() - start, read_record(out)
 
 
 def growth(work: Path, images: int, grow: int, size: int) -> None:

@@ -188,10 +188,12 @@ def _publish(project: Path, decision: dict[str, Any]) -> None:
 @flow(name="retrain")
 def retrain(project: str = str(ROOT), params_file: str = "params.yaml") -> dict[str, Any]:
     """Reproduce the pipeline, register the selection, gate and promote it; return the summary."""
+    from unetpp.data.ingest import read_record
+
     root = Path(project).resolve()
     preflight(root, params_file)
     stages = {stage: reproduce(stage, root) for stage in stage_names(root)}
-    data = json.loads((root / "data/prepared/ingest.json").read_text()) if stages.get("ingest") == "ran" else None
+    data = read_record(root / "data" / "prepared") if stages.get("ingest") == "ran" else None
     registered = register(root, params_file)
     decision = gate(root, params_file, registered["version"])
     packaged = package(root, params_file, decision["champion_after"])

@@ -55,7 +55,7 @@ def test_dvc_repro_end_to_end(reproduced: tuple[Path, str]) -> None:
         "reports/report_pareto.png",
         "reports/report_curves.png",
         "splits.csv",
-        "data/prepared/ingest.json",
+        "data/ingest.json",
     ):
         assert (project / out).is_file(), out
     test = json.loads((project / "metrics/test.json").read_text())

@@ -64,12 +64,12 @@ def cmd_summary(args: argparse.Namespace) -> None:
 def cmd_ingest(args: argparse.Namespace) -> None:
     """Read the configured source into data/prepared (arrays + manifest.csv), gated by validation; unchanged
     samples are reused, new ones get their split from the ledger's rule and join the ledger."""
-    from unetpp.data.ingest import INGEST_RECORD, ingest
+    from unetpp.data.ingest import ingest, read_record
 
     params = load_params(args.params)
     manifest = ingest(params, Path(args.out), Path(args.splits))
     counts = manifest["split"].value_counts().to_dict()
-    record = json.loads((Path(args.out) / INGEST_RECORD).read_text())
+    record = read_record(Path(args.out))
     done = ", ".join(f"{what} {record[what]}" for what in ("new", "changed", "reused") if record[what])
     print(f"ingested {len(manifest)} samples from {params.data.source} into {args.out}: {counts}; {done}")
     if record["removed"]:

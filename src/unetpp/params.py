@@ -197,7 +197,9 @@ class PromoteParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_name: str = Field("unetpp", min_length=1, description="the one registered model name")
-    tolerance: float = Field(0.005, ge=0, description="challenger mean Dice >= champion's - tolerance")
+    tolerance: float = Field(
+        0.005, ge=0, description="promote when the paired difference's 95% interval has its lower bound >= -tolerance"
+    )
     min_dice: float = Field(0.5, ge=0, le=1, description="the floor for a first champion")
     max_latency_ms: float | None = Field(None, gt=0, description="latency budget on the serving device")
 

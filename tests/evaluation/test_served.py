@@ -20,7 +20,8 @@ def test_a_perfect_case_and_an_empty_prediction() -> None:
     assert perfect["dice_disc"] == perfect["iou_cup"] == 1.0 and perfect["hd95_disc"] == 0.0
     assert perfect["cdr_abs_error"] == 0.0 and 0 < perfect["cdr_true"] < 1 and perfect["failed_cup"] == 0.0
     empty = case_scores(np.zeros_like(truth), truth, ["disc", "cup"])
-    assert empty["dice_disc"] == 0.0 and math.isnan(empty["cdr_abs_error"])
+    true = perfect["cdr_true"]
+    assert empty["dice_disc"] == 0.0 and empty["cdr_abs_error"] == max(true, 1 - true)  # a miss, not dropped
     assert empty["hd95_disc"] == math.hypot(64, 64) and empty["failed_disc"] == 1.0  # the diagonal, not dropped
 
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from unetpp.data.ledger import read_ledger, with_ledger_splits, write_ledger
 from unetpp.data.sources import READERS, RawSample
 from unetpp.errors import UserError
 from unetpp.params import Params
@@ -61,13 +63,15 @@ def prepare_sample(raw: RawSample, params: Params, samples_dir: Path) -> dict[st
     masks = resize_masks(source_masks, size)
     if raw.split != "test":  # test is scored from its source files by the `test` stage alone
         # the whole image at data.image_size, and the source resolution for a plan that trains on patches
+        written = samples_dir / f".{raw.id}.npz"  # aside, then renamed: never writes into a linked file
         np.savez(
-            samples_dir / f"{raw.id}.npz",
+            written,
             image=image,
             mask=masks.astype(np.uint8),
             source_image=loaded.image,  # as a request decodes it: scored as served, resampled for patches
             source_mask=source_masks.astype(np.uint8),
         )
+        written.replace(samples_dir / f"{raw.id}.npz")
     row.update(
         width=loaded.image.shape[1],
         height=loaded.image.shape[0],
@@ -93,7 +97,7 @@ def prepare_sample(raw: RawSample, params: Params, samples_dir: Path) -> dict[st
     return row
 
 
-INGEST_RECORD = "ingest.json"  # beside the manifest: what this ingest prepared, reused and removed
+STATE = "ingest.json"  # beside the prepared folder (not in it: no later stage reads it, so it never retrains)
 # the code that turns a source file into a prepared sample: an edit to it invalidates every reuse
 PREPARING_CODE = (
     "data/ingest.py",
@@ -102,110 +106,116 @@ PREPARING_CODE = (
     "runtime/images.py",
     "runtime/preprocess.py",
 )
-LEDGER_COLUMNS = ["id", "group", "split"]
+PREPARING_LIBRARIES = ("numpy", "pillow", "scipy", "tifffile")
 
 
 def prepare_key(params: Params) -> str:
-    """What a prepared sample depends on besides its source files: the preparing params and code.
+    """What a prepared sample depends on besides its source files: the preparing params, code and libraries.
 
     Split params (fractions, seed, group pattern) are not in it: they never change a sample's arrays; nor is
     `data.path`: a moved folder holds the same bytes, which each sample's own hash covers.
     """
     data = params.data.model_dump(exclude={"path", "val_fraction", "test_fraction", "group_pattern", "seed", "workers"})
-    h = hashlib.sha256(json.dumps([data, params.model.in_channels, params.model.class_names], sort_keys=True).encode())
+    libraries = [metadata.version(name) for name in PREPARING_LIBRARIES]
+    h = hashlib.sha256(json.dumps([data, params.model.in_channels, params.model.class_names, libraries]).encode())
     package = Path(__file__).resolve().parents[1]
     for name in PREPARING_CODE:
         h.update((package / name).read_bytes())
     return h.hexdigest()
 
 
-def source_sha256(raw: RawSample) -> str:
-    """The hash of a sample's source files' bytes (a missing file, or a generated sample: its name)."""
-    h = hashlib.sha256()
-    for name in (raw.source_image, *raw.source_masks):
-        path = Path(name)
-        h.update(path.read_bytes() if path.is_file() else f"absent:{name}".encode())
-    return h.hexdigest()
+def _file_sha256(name: str) -> str:
+    path = Path(name)
+    return hashlib.sha256(path.read_bytes() if path.is_file() else f"absent:{name}".encode()).hexdigest()
+
+
+def source_hashes(raw: RawSample) -> dict[str, str]:
+    """The hashes of a sample's source files' bytes: all of them (`source_sha256`, what reuse compares) and
+    the image's alone (`image_file_sha256`, what the ledger recognises a moved file by). A missing file,
+    or a generated sample, hashes its name."""
+    files = [_file_sha256(name) for name in (raw.source_image, *raw.source_masks)]
+    return {"source_sha256": hashlib.sha256("".join(files).encode()).hexdigest(), "image_file_sha256": files[0]}
 
 
 def source_stat(raw: RawSample) -> str:
-    """Size and modification time (ns) of a sample's source files: when they equal the last ingest's, its
-    hash is taken as unchanged without reading the bytes (DVC's state database makes the same bet)."""
+    """Inode, size, modification and change times (ns) of a sample's source files: when they equal the
+    last ingest's, its hashes are taken as unchanged without reading the bytes (DVC's state database makes
+    the same bet; the change time catches a copy that kept the modification time)."""
     stats = (Path(name).stat() if Path(name).is_file() else None for name in (raw.source_image, *raw.source_masks))
-    return ";".join("absent" if st is None else f"{st.st_size}:{st.st_mtime_ns}" for st in stats)
+    return ";".join(
+        "absent" if st is None else f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}" for st in stats
+    )
 
 
-def read_ledger(path: Path | None) -> pd.DataFrame:
-    """The splits ledger (`id`, `group`, `split`): every sample's split since it was first ingested."""
-    if path is None or not path.is_file():
-        return pd.DataFrame(columns=LEDGER_COLUMNS)
-    ledger = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if list(ledger.columns) != LEDGER_COLUMNS:
-        raise UserError(f"{path}: expected the columns {LEDGER_COLUMNS}; got {list(ledger.columns)}")
-    return ledger
-
-
-def _previous(out_dir: Path) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """Last ingest's readable rows by id, and the prepare key they were made with (none before a first)."""
-    record = out_dir / INGEST_RECORD
-    if not record.is_file():
-        return {}, None
+def _previous(out_dir: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Last ingest's readable rows by id, and its state (prepare key, each sample's file stats and hashes)."""
+    state_path = out_dir.parent / STATE
+    if not (out_dir / MANIFEST).is_file() or not state_path.is_file():
+        return {}, {}
     manifest = load_manifest(out_dir)
     rows = {str(r["id"]): r for r in manifest[manifest["error"].isna()].to_dict("records")}
-    return rows, json.loads(record.read_text()).get("prepare_key")
+    return rows, json.loads(state_path.read_text())
 
 
-def _reuse(
-    raw: RawSample, old: dict[str, Any] | None, digest: str, old_dir: Path, samples_dir: Path
-) -> dict[str, Any] | None:
-    """The old row of an unchanged sample, its arrays linked into staging (no copy); None when changed."""
-    if old is None or old.get("source_sha256") != digest:
-        return None
+def _reuse(raw: RawSample, old: dict[str, Any] | None, hashes: dict[str, str], old_dir: Path, staging: Path) -> bool:
+    """Link an unchanged sample's arrays into staging (no copy); False when it changed or has none."""
+    if old is None or old.get("source_sha256") != hashes["source_sha256"]:
+        return False
     if raw.split != "test":  # test samples have no arrays (ingest only measures them)
         stored = old_dir / "samples" / f"{raw.id}.npz"
         if not stored.is_file():
-            return None
-        os.link(stored, samples_dir / stored.name)
-    return old | dict(
-        split=raw.split, group=raw.group, source_image=raw.source_image, source_masks=";".join(raw.source_masks)
-    )
+            return False
+        os.link(stored, staging / "samples" / stored.name)
+    return True
+
+
+def _unique_ids(samples: list[RawSample]) -> None:
+    """Refuse two source files that would be one sample (e.g. eye1.png and eye1.jpg in one folder)."""
+    seen: dict[str, str] = {}
+    clashes = [
+        f"{seen[s.id]} and {s.source_image}" for s in samples if seen.setdefault(s.id, s.source_image) != s.source_image
+    ]
+    if clashes:
+        raise UserError(f"two source files give one sample id (ids are file stems): {'; '.join(clashes[:10])}")
 
 
 def ingest(params: Params, out_dir: Path, ledger_path: Path | None = None) -> pd.DataFrame:
     """Prepare the configured source into `out_dir`; raise `DataValidationError` (nothing replaced) if gated.
 
-    Incremental: a sample whose source files' bytes, preparing params and code are unchanged since the
-    last ingest keeps its arrays and row (hard-linked), so a grown data set costs its new samples' work.
-    With `ledger_path`, the gate refuses a sample whose split differs from the ledger's, and on success
-    the ledger gains the new samples (a sample once assigned keeps its row, even while absent).
+    Incremental: a sample whose source files' bytes, preparing params, code and libraries are unchanged
+    since the last ingest keeps its arrays and row (hard-linked), so a grown data set costs its new
+    samples' work; `ingest.json` beside `out_dir` keeps what that needs and what this ingest did. The
+    manifest holds content only, so an ingest that changes no sample leaves `out_dir` byte for byte as it
+    was (and nothing downstream re-runs). With `ledger_path`, the gate refuses a sample whose split differs
+    from the ledger's, and on success the ledger gains the new samples.
     """
     from unetpp.data.validate import validate_manifest
 
     samples = READERS[params.data.source](params.data)
+    _unique_ids(samples)
     key, ledger = prepare_key(params), read_ledger(ledger_path)
-    previous, old_key = _previous(out_dir)
-    reusable = previous if old_key == key else {}
-    assigned = dict(zip(ledger["id"], ledger["split"], strict=True))
+    previous, state = _previous(out_dir)
+    known = state.get("samples", {}) if state.get("prepare_key") == key else {}
     staging = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "samples").mkdir(parents=True)
     try:
-        rows, status = [], []
+        rows, status, files = [], [], {}
         for raw in samples:
-            old, stat = reusable.get(raw.id), source_stat(raw)
-            digest = old["source_sha256"] if old and old.get("source_stat") == stat else source_sha256(raw)
-            row = _reuse(raw, old, digest, out_dir, staging / "samples")
-            status.append("reused" if row else "changed" if raw.id in previous else "new")
-            row = (row or prepare_sample(raw, params, staging / "samples")) | {
-                "source_sha256": digest,
-                "source_stat": stat,
-            }
-            rows.append(row | {"ledger_split": assigned.get(raw.id)})
+            stat, seen = source_stat(raw), known.get(raw.id, {})
+            hashes = seen["hashes"] if seen.get("stat") == stat else source_hashes(raw)
+            reused = bool(known) and _reuse(raw, previous.get(raw.id), hashes, out_dir, staging)
+            row = previous[raw.id] if reused else prepare_sample(raw, params, staging / "samples")
+            row |= dict(split=raw.split, group=raw.group, source_image=raw.source_image, **hashes)
+            row["source_masks"] = ";".join(raw.source_masks)
+            rows.append(row)
+            status.append("reused" if reused else "changed" if raw.id in previous else "new")
+            files[raw.id] = {"stat": stat, "hashes": hashes}
         manifest = pd.DataFrame(rows)
         manifest.to_csv(staging / MANIFEST, index=False)
-        validate_manifest(manifest, params).raise_for_failure()
-        record = ingest_record(manifest, status, sorted(set(previous) - {s.id for s in samples}), key)
-        (staging / INGEST_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        validate_manifest(with_ledger_splits(manifest, ledger), params).raise_for_failure()
+        removed = sorted(set(previous) - {s.id for s in samples})
+        state = dict(prepare_key=key, record=ingest_record(manifest, status, removed), samples=files)
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
         if out_dir.exists():
             out_dir.rename(old)
@@ -213,17 +223,18 @@ def ingest(params: Params, out_dir: Path, ledger_path: Path | None = None) -> pd
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    write_json(state, out_dir.parent / STATE)
     if ledger_path is not None:
         write_ledger(ledger, manifest, ledger_path)
     return manifest
 
 
-def ingest_record(manifest: pd.DataFrame, status: list[str], removed: list[str], key: str) -> dict[str, Any]:
-    """What this ingest did, per split: samples new since the last ingest, changed (re-prepared), reused."""
+def ingest_record(manifest: pd.DataFrame, status: list[str], removed: list[str]) -> dict[str, Any]:
+    """What this ingest did, per split: samples new since the last ingest, changed (re-prepared), reused,
+    and the ids no longer in the source."""
     frame = manifest.assign(status=status)
     counts = {s: {k: int(n) for k, n in g["split"].value_counts().items()} for s, g in frame.groupby("status")}
     return dict(
-        prepare_key=key,
         samples=len(manifest),
         new=counts.get("new", {}),
         changed=counts.get("changed", {}),
@@ -232,13 +243,15 @@ def ingest_record(manifest: pd.DataFrame, status: list[str], removed: list[str],
     )
 
 
-def write_ledger(ledger: pd.DataFrame, manifest: pd.DataFrame, path: Path) -> None:
-    """The ledger with the manifest's new samples added (written aside, then renamed)."""
-    known = set(ledger["id"])
-    fresh = manifest[~manifest["id"].astype(str).isin(known)][LEDGER_COLUMNS].astype(str)
-    out = pd.concat([ledger, fresh], ignore_index=True).sort_values("id", kind="stable")
+def read_record(prepared: Path) -> dict[str, Any]:
+    """The last ingest's record (`ingest_record`) from the state beside `prepared`."""
+    return json.loads((prepared.parent / STATE).read_text())["record"]
+
+
+def write_json(data: dict[str, Any], path: Path) -> None:
+    """Write aside, then rename: never half-written."""
     tmp = path.with_name(path.name + ".tmp")
-    out.to_csv(tmp, index=False)
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
     tmp.replace(path)
 
 

@@ -36,7 +36,7 @@ class DataValidationError(UserError):
     """The manifest failed the gate; the message names the expectations and files."""
 
 
-LEDGER_COLUMNS = "split / ledger_split"
+LEDGER_COLUMNS = ("ledger_split", "ledger_split_of_image")  # `unetpp.data.ledger.with_ledger_splits`
 LEDGER_HINT = (
     "these samples were assigned another split when first ingested (splits.csv) and samples never move: "
     "restore the source or the split params (data.seed, data.*_fraction, data.group_pattern, split folders), "
@@ -57,7 +57,7 @@ class GateReport:
             lines += [f"      {name}" for name in f["files"][:20]]
             if len(f["files"]) > 20:
                 lines.append(f"      ... and {len(f['files']) - 20} more")
-            if f["column"] == LEDGER_COLUMNS:
+            if f["column"] in {f"split / {c}" for c in LEDGER_COLUMNS}:
                 lines.append(f"    {LEDGER_HINT}")
         return "\n".join(lines)
 
@@ -71,7 +71,7 @@ def _suites(manifest: pd.DataFrame, params: Params) -> dict[str, tuple[pd.DataFr
 
     v = params.validate_
     readable = manifest[manifest["error"].isna()] if "error" in manifest else manifest
-    optional = ("error", "cup_to_disc", "source_masks", "ledger_split")  # and diameters_*: empty for an empty mask
+    optional = ("error", "cup_to_disc", "source_masks", *LEDGER_COLUMNS)  # and diameters_*: empty for an empty mask
     derived = [c for c in manifest.columns if c not in optional and not c.startswith("diameters_")]
     content = [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in derived]
     content += [
@@ -90,12 +90,11 @@ def _suites(manifest: pd.DataFrame, params: Params) -> dict[str, tuple[pd.DataFr
     ]
     if params.fundus:
         content.append(gxe.ExpectColumnValuesToBeBetween(column="cup_outside_disc", max_value=v.max_cup_outside_disc))
-    if "ledger_split" in manifest:  # samples the ledger already holds keep its split (new ones: missing)
-        content.append(
-            gxe.ExpectColumnPairValuesToBeEqual(
-                column_A="split", column_B="ledger_split", ignore_row_if="either_value_is_missing"
-            )
-        )
+    content += [  # samples (by id, and by their image's bytes) the ledger already holds keep its split
+        gxe.ExpectColumnPairValuesToBeEqual(column_A="split", column_B=column, ignore_row_if="either_value_is_missing")
+        for column in LEDGER_COLUMNS
+        if column in manifest
+    ]
     counts = manifest["split"].value_counts() if len(manifest) else pd.Series(dtype=int)
     minimum = {"train": v.min_train, "val": v.min_val, "test": v.min_test}
     splits = pd.DataFrame(

@@ -90,7 +90,7 @@ def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path
     probe = torch.randn(1, model.config["in_channels"], *median_shape(cases, Geometry.of(meta)), device=device)
     mirrored = tuple(meta.get("flip_axes") or ())  # test-time mirroring along the axes training flipped
     rows = [
-        measure(ServedModel.of(model.prune(level, mode), meta, flips), level, mode, cases, probe, params)
+        measure(ServedModel.of(model.prune(level, mode).to(device), meta, flips), level, mode, cases, probe, params)
         for level, mode in variants(model)
         for flips in ([(), mirrored] if mirrored else [()])
     ]
@@ -109,7 +109,7 @@ def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path
         writer.writerows(rows)
     pareto_png = pareto(rows, plots_dir / "pareto.png")
     best = max(rows, key=lambda r: r["dice_mean"])
-    served = ServedModel.of(model.prune(best["level"], best["mode"]), meta, tuple(best["tta_flips"]))
+    served = ServedModel.of(model.prune(best["level"], best["mode"]).to(device), meta, tuple(best["tta_flips"]))
     overlay_png = overlays(served, cases, params.evaluate.overlays, plots_dir / "overlays.png")
 
     tracking.configure(params.tracking)

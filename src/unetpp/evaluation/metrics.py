@@ -69,28 +69,34 @@ class SegmentationMetrics:
 BOOTSTRAP_RESAMPLES = 2000
 
 
-def mean_with_interval(values: Sequence[float]) -> dict[str, Any]:
+def bootstrap_interval(values: Sequence[float]) -> dict[str, Any]:
     """Mean over the finite values, with a percentile-bootstrap 95% interval over them (scipy, seeded) and
-    their count: how far the mean of this many cases can be trusted."""
+    their count, unrounded (what a decision compares). The percentile interval is somewhat narrow for a
+    handful of cases: read intervals over fewer than ~10 cases as indicative."""
     data = np.array([v for v in values if math.isfinite(v)], float)
     if data.size == 0:
         return {"mean": None, "ci95": None, "n": 0}
     if data.size == 1 or np.ptp(data) == 0:
-        return {"mean": round(float(data.mean()), 4), "ci95": [round(float(data[0]), 4)] * 2, "n": int(data.size)}
+        return {"mean": float(data.mean()), "ci95": [float(data[0])] * 2, "n": int(data.size)}
     ci = bootstrap(
         (data,), np.mean, confidence_level=0.95, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile", random_state=0
     ).confidence_interval
-    return {
-        "mean": round(float(data.mean()), 4),
-        "ci95": [round(float(ci.low), 4), round(float(ci.high), 4)],
-        "n": int(data.size),
-    }
+    return {"mean": float(data.mean()), "ci95": [float(ci.low), float(ci.high)], "n": int(data.size)}
+
+
+def mean_with_interval(values: Sequence[float]) -> dict[str, Any]:
+    """`bootstrap_interval` rounded to 4 decimals, as reports print it: how far the mean of this many cases
+    can be trusted."""
+    out = bootstrap_interval(values)
+    if out["mean"] is None:
+        return out
+    return out | {"mean": round(out["mean"], 4), "ci95": [round(v, 4) for v in out["ci95"]]}
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
     """`a - b` case by case (the same cases, in the same order): the mean difference with its percentile-
-    bootstrap 95% interval over cases. Pairing removes what the cases share (an easy image is easy for
-    both models), so the interval is far narrower than two overlapping intervals of the means."""
+    bootstrap 95% interval over cases, unrounded. Pairing removes what the cases share (an easy image is
+    easy for both models), so the interval is far narrower than two overlapping intervals of the means."""
     if len(a) != len(b) or not a:
         raise ValueError(f"a paired difference needs the same non-empty cases; got {len(a)} and {len(b)}")
-    return mean_with_interval([x - y for x, y in zip(a, b, strict=True)])
+    return bootstrap_interval([x - y for x, y in zip(a, b, strict=True)])

@@ -8,8 +8,9 @@ mirroring, back to the image's size, the same post-processing); `case_scores` gi
 (MONAI), HD95 and BCE. Per-case rows are what paired comparisons (the gate, the report) difference.
 
 A missed object is never dropped from a mean: the HD95 of an empty prediction (or of a prediction on an
-empty mask) is the image's diagonal, the largest distance it can have. MONAI returns inf there and
-nnU-Net NaN, which a mean over finite values would silently skip. A case *fails* a class when its
+empty mask) is the image's diagonal, the largest distance it can have (MONAI returns inf there, which a
+mean over finite values would silently skip), and a missed disc or cup gives the largest cup-to-disc
+ratio error the truth allows, max(ratio, 1 - ratio). A case *fails* a class when its
 prediction is empty or its Dice is below `FAILED_DICE`; every summary counts them beside the mean.
 """
 
@@ -116,7 +117,8 @@ def case_scores(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> dict[s
         true, got = vertical_cdr(truth[0], truth[1]), vertical_cdr(pred[0], pred[1])
         row["cdr_true"] = math.nan if true is None else true
         row["cdr_pred"] = math.nan if got is None else got
-        row["cdr_abs_error"] = abs(row["cdr_pred"] - row["cdr_true"])
+        missed = true is not None and got is None
+        row["cdr_abs_error"] = max(true, 1 - true) if missed else abs(row["cdr_pred"] - row["cdr_true"])
     return row
 
 

@@ -6,10 +6,13 @@ The gate scores the champion and the challenger as served (`unetpp.evaluation.se
 resolution, the handler's code path) on the same validation cases — today's, which neither was trained
 on, since splits never move — and decides on the per-case differences of their mean Dice: promote when
 the lower bound of the 95% bootstrap interval of the mean difference is at least `-promote.tolerance`
-(the challenger is not measurably worse). Both models' test figures on the same test cases are tagged
-for information, never used to decide. Every decision is written as tags on the challenger's version.
-Mutations hold a file lock beside the tracking store: two processes promoting at once are serialised,
-and the aliases always agree with the `replaced` tags (one host; a shared tracking server needs its own guard).
+(non-inferiority: the challenger is not worse than the champion by more than the tolerance, at 95%).
+Caveats a user should know: val also chose the challenger's epoch and variant, which favours it a
+little on these cases; over fewer than ~10 cases the percentile interval is narrow, so read it as
+indicative. Both models' test figures on the same test cases are tagged for information, never used
+to decide. Every decision is written as tags on the challenger's version. Mutations hold a file lock
+beside the tracking store: two processes promoting at once are serialised, and the aliases always agree
+with the `replaced` tags (one host; a shared tracking server needs its own guard).
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def decide(
     difference challenger - champion or None without a champion)."""
     budget = policy.max_latency_ms
     mean = float(np.mean(challenger))
-    if budget is not None and latency_ms > budget:
+    if budget is not None and not latency_ms <= budget:  # a version without a measured latency fails too
         return False, f"latency {latency_ms:.2f} ms is over the budget promote.max_latency_ms={budget} ms", None
     if champion is None:
         verdict = ">=" if mean >= policy.min_dice else "<"
