@@ -11,11 +11,12 @@ import yaml
 from pipelines.retrain import StageFailed, _retry_transient, command_exit_code, reproduce, retrain, stage_names
 from tests.conftest import labelled_pairs
 from tests.params import TINY, project_params
-from tests.project import BIN, run, tiny_project
+from tests.project import BIN, BUSY, run, tiny_project
 from unetpp.errors import EXIT_FAILURE, EXIT_USER_ERROR, UserError
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(BUSY)
 def test_the_retraining_loop_on_a_growing_folder(
     tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -12,11 +12,12 @@ import yaml
 
 from tests.kinds import cells12, specks
 from tests.params import project_params
-from tests.project import run, tiny_project
+from tests.project import BUSY, run, tiny_project
 from unetpp.nn.checkpoint import load_checkpoint
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(BUSY)
 def test_a_small_12bit_set_learns_with_the_plan(tmp_path: Path) -> None:
     source = tmp_path / "cells"
     names = cells12(source, count=8, side=128)
@@ -40,6 +41,7 @@ def test_a_small_12bit_set_learns_with_the_plan(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(BUSY)
 def test_large_images_with_small_targets_train_on_patches(tmp_path: Path) -> None:
     source = tmp_path / "slides"
     names = specks(source, count=8, side=512, radius=(3, 5))
