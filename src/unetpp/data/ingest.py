@@ -8,10 +8,13 @@ leaves the previous prepared data exactly as it was, and the source folder is ne
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -179,10 +182,27 @@ def _unique_ids(samples: list[RawSample]) -> None:
         raise UserError(f"two source files give one sample id (ids are file stems): {'; '.join(clashes[:10])}")
 
 
-def ingest(params: Params, out_dir: Path, ledger_path: Path | None = None) -> pd.DataFrame:
-    """Prepare the configured source into `out_dir`; raise `DataValidationError` (nothing replaced) if gated.
+@contextlib.contextmanager
+def _imported_objects_frozen() -> Iterator[None]:
+    """CPython's full collections re-traverse every object alive, the imported libraries' (Great
+    Expectations, pandas) included, while ingest allocates a row per sample: `gc.freeze` spares the
+    objects that exist at the start (a third of an ingest that reuses most samples, measured)."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
-    Incremental: a sample whose source files' bytes, preparing params, code and libraries are unchanged
+
+def ingest(params: Params, out_dir: Path, ledger_path: Path | None = None) -> pd.DataFrame:
+    """Prepare the configured source into `out_dir` (`_ingest`); raise `DataValidationError` (nothing
+    replaced) if gated."""
+    with _imported_objects_frozen():
+        return _ingest(params, out_dir, ledger_path)
+
+
+def _ingest(params: Params, out_dir: Path, ledger_path: Path | None) -> pd.DataFrame:
+    """Incremental: a sample whose source files' bytes, preparing params, code and libraries are unchanged
     since the last ingest keeps its arrays and row (hard-linked), so a grown data set costs its new
     samples' work; `ingest.json` beside `out_dir` keeps what that needs and what this ingest did. The
     manifest holds content only, so an ingest that changes no sample leaves `out_dir` byte for byte as it
