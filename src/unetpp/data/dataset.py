@@ -13,8 +13,8 @@ from torch.utils.data import Dataset, DistributedSampler
 from unetpp.data.ingest import load_manifest
 from unetpp.errors import UserError
 from unetpp.params import DataParams
-from unetpp.runtime.geometry import Geometry
-from unetpp.runtime.preprocess import prepare_image, resize_masks, to_model_input
+from unetpp.runtime.geometry import Geometry, resample_image, resample_masks
+from unetpp.runtime.preprocess import to_model_input
 
 set_track_meta(False)  # plain tensors out of MONAI transforms: no metadata bookkeeping per sample
 
@@ -62,8 +62,8 @@ class PreparedDataset(Dataset):
         if index not in self._resampled:  # resampled once: a large image costs more than a training step's share
             with np.load(self.paths[index]) as npz:
                 image, mask, channels = npz["source_image"], npz["source_mask"], npz["image"].shape[-1]
-            shape = self.geometry.shape_of(*image.shape[:2])
-            self._resampled[index] = prepare_image(image, shape, channels), resize_masks(mask, shape).astype(np.uint8)
+            resampled = resample_masks(mask, self.geometry).astype(np.uint8)
+            self._resampled[index] = resample_image(image, self.geometry, channels), resampled
         return self._resampled[index]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -50,10 +50,6 @@ class SegmentationMetrics:
         bce = -(target * p.log() + (1 - target) * (1 - p).log())
         self._bce.append(bce.mean(dim=(2, 3)))
 
-    def per_sample_dice(self) -> list[float]:
-        """Each sample's Dice, averaged over classes (what a bootstrap over cases resamples)."""
-        return torch.cat(self._dice).mean(dim=1).tolist()
-
     def compute(self) -> dict[str, dict[str, float]]:
         """{"dice"|"iou"|"bce": {class name: value, ..., "mean": mean over classes}}."""
         if not self._dice:
