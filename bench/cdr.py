@@ -21,6 +21,7 @@ from unetpp.data.synthetic import generate_fundus
 from unetpp.params import load_params
 from unetpp.runtime.geometry import Geometry, network_input, segment
 from unetpp.runtime.inference import optimize_for_inference
+from unetpp.runtime.intensity import Intensity
 from unetpp.runtime.payload import Limits, decode_request
 from unetpp.runtime.readout import anatomical, masks_at, readout
 from unetpp.serving.server import Server, load_archive
@@ -40,13 +41,14 @@ def main() -> None:
     model, meta = load_archive(archive)
     served = optimize_for_inference(model)
     errors, missed = [], 0
+    intensity = Intensity.of(meta, model.config["in_channels"])
     for i in range(args.count):
         sample = generate_fundus(i, args.size, seed=args.seed)
         buf = io.BytesIO()
         Image.fromarray(sample.image).save(buf, format="PNG")
-        image = decode_request(buf.getvalue(), "image/png", limits)
+        image = decode_request(buf.getvalue(), "image/png", limits, intensity)
         geometry = Geometry.of(meta)
-        probs = segment(served, network_input(image, geometry, model.config["in_channels"])[None], geometry)[0]
+        probs = segment(served, network_input(image, geometry, intensity)[None], geometry)[0]
         masks = anatomical(masks_at(probs, *image.shape[:2]), meta["class_names"])
         cdr = readout(masks, meta["class_names"])["vertical_cdr"]
         if cdr is None:

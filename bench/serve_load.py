@@ -33,8 +33,9 @@ from unetpp.data.synthetic import generate_fundus
 from unetpp.evaluation.profile import median_latency_ms
 from unetpp.params import load_params
 from unetpp.runtime.geometry import Geometry, network_input
-from unetpp.runtime.images import decode_image, to_rgb8
+from unetpp.runtime.images import decode_image
 from unetpp.runtime.inference import optimize_for_inference, run_inference
+from unetpp.runtime.intensity import Intensity
 from unetpp.serving.server import Server, load_archive
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -71,14 +72,14 @@ def raw_forward_ms(server: Server, image: np.ndarray, repeats: int = 200) -> tup
     model, meta = load_archive(server.newest_archive())
     torch.set_num_threads(server.cfg.threads)
     served = optimize_for_inference(model, channels_last=True)
-    x = network_input(image, Geometry.of(meta), model.config["in_channels"])[None]
+    x = network_input(image, Geometry.of(meta), Intensity.of(meta, model.config["in_channels"]))[None]
     ms, _ = median_latency_ms(lambda: run_inference(served, x), warmup=20, repeats=repeats)
     return ms, f"L{model.config['level']} {model.config['mode']} at {meta['image_size']} px"
 
 
 def load(server: Server, body: bytes, n: int, concurrency: int) -> dict[str, float]:
     url = f"{server.inference}/predictions/{server.name}"
-    headers = {"Content-Type": "image/png", "Authorization": f"Bearer {server.keys()['inference']}"}
+    headers = {"Content-Type": "application/octet-stream", "Authorization": f"Bearer {server.keys()['inference']}"}
     local = threading.local()
 
     def one(_: int) -> tuple[float, bool, dict[str, float]]:
@@ -116,10 +117,12 @@ def main() -> None:
     params = load_params(args.params)
     server = Server(params)
     raw = args.image.read_bytes() if args.image else None
-    image = to_rgb8(decode_image(raw)) if raw else generate_fundus(0, 256, seed=123).image
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    body = buf.getvalue()
+    image = decode_image(raw) if raw else generate_fundus(0, 256, seed=123).image
+    if raw is None:
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="PNG")
+        raw = buf.getvalue()
+    body = raw  # a given file is sent as it is (any bit depth and channel count)
 
     started = server.pid() is None
     if started:

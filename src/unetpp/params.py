@@ -25,7 +25,9 @@ class ModelParams(BaseModel):
     widths: tuple[int, int, int, int, int] = (16, 32, 64, 128, 256)
     norm: Literal["batch", "instance", "none"] = "batch"
     upsample: Literal["transpose", "bilinear"] = "transpose"
-    in_channels: Literal[1, 3] = Field(3, description="1: gray (luma), 3: RGB")
+    in_channels: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
+        "auto", description="auto: the images' channel count (the plan's fingerprint); 1 from RGB: luma"
+    )
     class_names: list[str] = Field(default_factory=lambda: ["disc", "cup"], min_length=1)
     deep_supervision: bool = True
 
@@ -35,10 +37,11 @@ class ModelParams(BaseModel):
             raise ValueError(f"class_names must be unique; got {self.class_names}")
         return self
 
-    def build_kwargs(self) -> dict[str, Any]:
-        """Constructor arguments of `unetpp.nn.networks.build_model(self.arch, ...)`."""
+    def build_kwargs(self, in_channels: int) -> dict[str, Any]:
+        """Constructor arguments of `unetpp.nn.networks.build_model(self.arch, ...)`; `in_channels` as the plan
+        resolved it (`unetpp.planning.recipe.intensity_rule`)."""
         kwargs: dict[str, Any] = dict(
-            in_channels=self.in_channels,
+            in_channels=in_channels,
             num_classes=len(self.class_names),
             widths=self.widths,
             norm=self.norm,

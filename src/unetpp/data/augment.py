@@ -1,6 +1,6 @@
 """Training augmentation: MONAI dictionary transforms move image and mask together, so a flip or an
-affine never separates them. Works on standardised images (`to_model_input` of the whole image, as
-served): zero padding is the image's mean, and the intensity jitter (gamma, contrast, brightness in
+affine never separates them. Works on standardised images (the plan's `Intensity.tensor` of the whole
+image, as served): zero padding is the image's mean, and the intensity jitter (gamma, contrast, brightness in
 units of the image's standard deviation) is not undone by a later standardisation. nnU-Net also
 augments after normalising."""
 

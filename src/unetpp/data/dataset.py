@@ -14,14 +14,14 @@ from unetpp.data.ingest import load_manifest
 from unetpp.errors import UserError
 from unetpp.params import DataParams
 from unetpp.runtime.geometry import Geometry, resample_image, resample_masks
-from unetpp.runtime.preprocess import to_model_input
+from unetpp.runtime.intensity import Intensity
 
 set_track_meta(False)  # plain tensors out of MONAI transforms: no metadata bookkeeping per sample
 
 
 class PreparedDataset(Dataset):
-    """(image, mask) pairs of one split: image (C, H, W) standardised, mask (classes, H, W) in [0, 1], on
-    the plan's grid (`geometry`): the whole image at data.image_size, or the resampled source (training
+    """(image, mask) pairs of one split: image (in_channels, H, W) read by the plan's `intensity`, mask
+    (classes, H, W) in [0, 1], on the plan's grid (`geometry`): the whole image at data.image_size, or the resampled source (training
     takes patches of it through `augment`; validation gets it whole, for sliding windows).
 
     Masks are binary except where augmentation resamples them: there they are interpolated
@@ -30,7 +30,13 @@ class PreparedDataset(Dataset):
     """
 
     def __init__(
-        self, prepared: Path, split: str, *, augment: Compose | None = None, geometry: Geometry | None = None
+        self,
+        prepared: Path,
+        split: str,
+        intensity: Intensity,
+        *,
+        augment: Compose | None = None,
+        geometry: Geometry | None = None,
     ) -> None:
         if split == "test":
             raise UserError("the test split is read by the `test` stage alone, from its source files")
@@ -40,6 +46,7 @@ class PreparedDataset(Dataset):
             raise UserError(f"{prepared}: no readable samples in split {split!r}; expected at least one")
         self.ids = rows["id"].astype(str).tolist()
         self.paths = [prepared / "samples" / f"{i}.npz" for i in self.ids]
+        self.intensity = intensity
         self.augment = augment  # `unetpp.data.augment.train_augmentation`, or None: as stored
         # None: the arrays ingest stored at data.image_size; a geometry (a checkpoint's, the plan's): the
         # source resampled to its grid, so a model trained at another side is fed what it was trained on
@@ -55,25 +62,25 @@ class PreparedDataset(Dataset):
         return len(self.paths)
 
     def arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(H, W, C) uint8 image and (classes, H, W) uint8 masks on the network's grid (not augmented)."""
+        """(H, W, C) image (source values) and (classes, H, W) uint8 masks on the network's grid (not augmented)."""
         if self.geometry is None:
             with np.load(self.paths[index]) as npz:
                 return npz["image"], npz["mask"]
         if index not in self._resampled:  # resampled once: a large image costs more than a training step's share
             with np.load(self.paths[index]) as npz:
-                image, mask, channels = npz["source_image"], npz["source_mask"], npz["image"].shape[-1]
+                image, mask = npz["source_image"], npz["source_mask"]
             resampled = resample_masks(mask, self.geometry).astype(np.uint8)
-            self._resampled[index] = resample_image(image, self.geometry, channels), resampled
+            self._resampled[index] = resample_image(image, self.geometry), resampled
         return self._resampled[index]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = self.arrays(index)
         mask_t = torch.from_numpy(mask.astype(np.float32))
         if self.augment is None:
-            return to_model_input(image), mask_t
+            return self.intensity.tensor(image), mask_t
         # standardised whole, as served (a patch keeps the image's statistics), then augmented: zero padding
         # is the mean, as in sliding windows, and intensity jitter is not undone by a later standardisation
-        out = self.augment({"image": to_model_input(image), "mask": mask_t})
+        out = self.augment({"image": self.intensity.tensor(image), "mask": mask_t})
         out = out[0] if isinstance(out, list) else out  # patch sampling returns a list of one
         return torch.as_tensor(out["image"]), torch.as_tensor(out["mask"]).clamp(0.0, 1.0)
 

@@ -28,7 +28,7 @@ from unetpp.data.sources import READERS, RawSample
 from unetpp.errors import UserError
 from unetpp.params import Params
 from unetpp.runtime.images import ImageReadError
-from unetpp.runtime.preprocess import prepare_image, resize_masks
+from unetpp.runtime.preprocess import resize_image, resize_masks
 
 MANIFEST = "manifest.csv"
 
@@ -62,7 +62,7 @@ def prepare_sample(raw: RawSample, params: Params, samples_dir: Path) -> dict[st
         row["error"] = str(err)
         return row
     size, source_masks = params.data.image_size, loaded.masks
-    image = prepare_image(loaded.image, size, params.model.in_channels)
+    image = resize_image(loaded.image, size)  # every channel, the source's values and dtype
     masks = resize_masks(source_masks, size)
     if raw.split != "test":  # test is scored from its source files by the `test` stage alone
         # the whole image at data.image_size, and the source resolution for a plan that trains on patches
@@ -87,8 +87,8 @@ def prepare_sample(raw: RawSample, params: Params, samples_dir: Path) -> dict[st
         mask_valid=loaded.mask_valid,
         image_sha256=sha256(image),
         mask_sha256=sha256(masks),
-        mean_intensity=float(image.mean()),
-        std_intensity=float(image.std()),
+        mean_intensity=float(loaded.image.mean()),  # source units
+        std_intensity=float(loaded.image.std()),
         cup_to_disc=loaded.cup_to_disc,
     )
     for name, source in zip(params.model.class_names, loaded.masks, strict=True):
@@ -120,7 +120,7 @@ def prepare_key(params: Params) -> str:
     """
     data = params.data.model_dump(exclude={"path", "val_fraction", "test_fraction", "group_pattern", "seed", "workers"})
     libraries = [metadata.version(name) for name in PREPARING_LIBRARIES]
-    h = hashlib.sha256(json.dumps([data, params.model.in_channels, params.model.class_names, libraries]).encode())
+    h = hashlib.sha256(json.dumps([data, params.model.class_names, libraries]).encode())
     package = Path(__file__).resolve().parents[1]
     for name in PREPARING_CODE:
         h.update((package / name).read_bytes())

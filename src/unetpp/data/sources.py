@@ -18,17 +18,17 @@ import numpy as np
 from unetpp.data.synthetic import generate_fundus
 from unetpp.errors import UserError
 from unetpp.params import DataParams
-from unetpp.runtime.images import IMAGE_SUFFIXES, ImageReadError, bit_depth, read_array, to_rgb8
+from unetpp.runtime.images import IMAGE_SUFFIXES, ImageReadError, bit_depth, read_array
 
 
 @dataclass
 class Loaded:
     """Pixels of one sample, as read, before resizing."""
 
-    image: np.ndarray  # (H, W, 3) uint8
+    image: np.ndarray  # (H, W, C) as decoded: the source's values, dtype and channels (`decode_image`)
     masks: np.ndarray  # (classes, h, w) bool; h, w may differ from H, W (the gate flags it)
-    channels: int  # of the source image file
-    dtype: str  # of the source image file
+    channels: int  # data channels of the source image (declared alpha dropped)
+    dtype: str  # of the source image
     mask_values: list[int]  # distinct values found in the mask files
     mask_valid: bool  # the values are those the source's mask convention allows
     cup_to_disc: float | None = None  # known only for generated images
@@ -77,9 +77,9 @@ def split_of(group: str, fractions: dict[str, float], seed: int) -> str:
 
 
 def _image(path: Path) -> tuple[np.ndarray, int, str, int]:
-    """The image as (H, W, 3) uint8, and its file's channels, dtype and bit depth."""
+    """The image as decoded, (H, W, C), and its channels, dtype and bit depth."""
     arr = read_array(path)
-    return to_rgb8(arr), 1 if arr.ndim == 2 else arr.shape[-1], str(arr.dtype), bit_depth(arr)
+    return arr, arr.shape[-1], str(arr.dtype), bit_depth(arr)
 
 
 def synthetic_samples(p: DataParams) -> list[RawSample]:
@@ -235,7 +235,5 @@ READERS: dict[str, Callable[[DataParams], list[RawSample]]] = {
 
 
 def to_label(arr: np.ndarray) -> np.ndarray:
-    """A 2-D integer label map from a mask file (colour masks: their first channel)."""
-    if arr.ndim == 3:
-        arr = arr[..., 0]
-    return arr.astype(np.int64)
+    """A 2-D integer label map from a decoded mask file (colour masks: their first channel)."""
+    return arr[..., 0].astype(np.int64)

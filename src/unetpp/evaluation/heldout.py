@@ -26,7 +26,7 @@ from unetpp.errors import UserError
 from unetpp.evaluation.plots import overlay_grid
 from unetpp.evaluation.served import Case, ServedModel, per_case_dice, score_cases, summarize
 from unetpp.params import Params
-from unetpp.runtime.preprocess import prepare_image
+from unetpp.runtime.preprocess import resize_image
 
 
 def heldout_samples(params: Params, prepared: Path) -> list[RawSample]:
@@ -46,7 +46,7 @@ def heldout_samples(params: Params, prepared: Path) -> list[RawSample]:
 
 def unchanged(sample: RawSample, image: np.ndarray, params: Params, hashes: dict[str, str]) -> None:
     """Refuse a test image whose pixels differ from what ingest measured (the manifest's image_sha256)."""
-    if sha256(prepare_image(image, params.data.image_size, params.model.in_channels)) != hashes[sample.id]:
+    if sha256(resize_image(image, params.data.image_size)) != hashes[sample.id]:
         raise UserError(f"{sample.source_image}: changed since ingest; run `dvc repro` from ingest")
 
 

@@ -64,18 +64,19 @@ def pareto(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-Case = tuple[str, Any, Any, Any]  # (title, (H, W, C) uint8 image, predicted and true (classes, H, W) masks)
+Case = tuple[str, Any, Any, Any]  # (title, (H, W, C) image as decoded, predicted and true (classes, H, W) masks)
 
 
 def overlay_grid(cases: list[Case], names: list[str], path: Path, split: str) -> Path:
     """Images with each predicted class filled in its colour and the ground truth as white contours."""
     import numpy as np
 
+    from unetpp.runtime.images import display_rgb8
     from unetpp.runtime.readout import colour, describe_colours
 
     fig, axes = plt.subplots(1, max(1, len(cases)), figsize=(4 * max(1, len(cases)), 4), squeeze=False)
     for ax, (title, image, pred, truth) in zip(axes[0], cases, strict=False):
-        rgb = (image if image.shape[-1] == 3 else np.repeat(image, 3, -1)).astype(np.float32) / 255
+        rgb = display_rgb8(image).astype(np.float32) / 255
         for c, name in enumerate(names):
             rgb[pred[c]] = 0.55 * rgb[pred[c]] + 0.45 * np.array(colour(name, c)) / 255
         ax.imshow(rgb)

@@ -32,6 +32,7 @@ from unetpp.evaluation.metrics import EPS, mean_with_interval
 from unetpp.nn.checkpoint import load_checkpoint
 from unetpp.runtime.geometry import Geometry
 from unetpp.runtime.inference import optimize_for_inference
+from unetpp.runtime.intensity import Intensity
 from unetpp.runtime.predict import probabilities, served_masks, tta_flips
 from unetpp.runtime.readout import probabilities_at, vertical_cdr
 
@@ -40,7 +41,7 @@ FAILED_DICE = 0.5  # a case under this Dice for a class (or with nothing predict
 
 @dataclass
 class Case:
-    """One scored image: its id, the decoded (H, W, 3) uint8 image and (classes, H, W) bool masks."""
+    """One scored image: its id, the decoded (H, W, C) image (source values) and (classes, H, W) bool masks."""
 
     id: str
     image: np.ndarray
@@ -55,7 +56,7 @@ class ServedModel:
     geometry: Geometry
     flips: tuple[int, ...]
     names: list[str]
-    in_channels: int
+    intensity: Intensity
 
     @classmethod
     def load(cls, path: Path) -> ServedModel:
@@ -72,12 +73,12 @@ class ServedModel:
             Geometry.of(meta),
             tta_flips(meta) if flips is None else flips,
             list(meta["class_names"]),
-            in_channels,
+            Intensity.of(meta, in_channels),
         )
 
     def probabilities(self, images: list[np.ndarray]) -> list[torch.Tensor]:
         """Per image, its probabilities on the network's grid (the handler's call)."""
-        return probabilities(self.module, images, self.geometry, self.in_channels, self.flips)
+        return probabilities(self.module, images, self.geometry, self.intensity, self.flips)
 
     def masks(self, image: np.ndarray) -> np.ndarray:
         """The served masks of one decoded image."""

@@ -10,9 +10,12 @@ from unetpp.params import ModelParams
 
 
 def model_summary(params: ModelParams, input_size: int) -> dict[str, Any]:
-    """Parameters and GFLOPs (one image at `input_size`) for the full model and each level x mode."""
-    model = build_model(params.arch, **params.build_kwargs()).eval()
-    shape = (1, params.in_channels, input_size, input_size)
+    """Parameters and GFLOPs (one image at `input_size`) for the full model and each level x mode; with
+    `in_channels: auto`, of an RGB input (the channels only change the first convolution; plans.json counts
+    the data's own)."""
+    channels = 3 if params.in_channels == "auto" else params.in_channels
+    model = build_model(params.arch, **params.build_kwargs(channels)).eval()
+    shape = (1, channels, input_size, input_size)
     rows: list[dict[str, Any]] = []
     for level, mode in variants(model):
         module = model.prune(level, mode)

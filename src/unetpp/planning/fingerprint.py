@@ -1,4 +1,5 @@
-"""What the data is: counts per split, source sizes, channels and bit depth, intensities, and per class
+"""What the data is: counts per split, source sizes, channels, dtype and bit depth, intensities per channel
+in the source's units, and per class
 the foreground fraction and the sizes of its objects (read from the manifest that ingest wrote)."""
 
 from __future__ import annotations
@@ -24,13 +25,40 @@ def _diameters(rows: pd.DataFrame, name: str) -> list[np.ndarray]:
     return [np.array(str(cell).split(), dtype=float) for cell in column]
 
 
-def intensity_percentiles(prepared: Path, ids: list[str], limit: int = 64) -> dict[str, float]:
-    """Percentiles of the prepared (8-bit) training images' pixels, over up to `limit` images."""
-    pixels = []
+PIXELS_PER_IMAGE = 1 << 18  # an image's pixels are subsampled (evenly) to at most this many per channel
+
+
+def intensity(prepared: Path, ids: list[str], limit: int = 64) -> list[dict[str, float]]:
+    """Per channel, in the source's units, over up to `limit` training images as decoded: percentiles of the
+    pooled pixels, and `outlier_tail`: per image, how far its extreme pixels lie beyond its 0.5th/99.5th
+    percentiles in units of the span between them (hot pixels or saturated specks: tens; none: under 1),
+    the median over images."""
+    pooled: list[list[np.ndarray]] = []
+    tails: list[list[float]] = []
     for sample in ids[:limit]:
         with np.load(prepared / "samples" / f"{sample}.npz") as npz:
-            pixels.append(npz["image"].ravel())
-    return _percentiles(np.concatenate(pixels) if pixels else np.array([]), (0.5, 50, 99.5))
+            image = npz["source_image"]
+        for c in range(image.shape[-1]):
+            if c == len(pooled):
+                pooled.append([])
+                tails.append([])
+            values = image[..., c].ravel()
+            values = values[:: max(1, values.size // PIXELS_PER_IMAGE)].astype(np.float64)
+            lo, hi = np.percentile(values, (0.5, 99.5))
+            tails[c].append(max(values.max() - hi, lo - values.min()) / max(hi - lo, 1e-12))
+            pooled[c].append(values)
+    out = []
+    for values, tail in zip(pooled, tails, strict=True):
+        every = np.concatenate(values)
+        out.append(
+            {
+                **_percentiles(every, (0.5, 50, 99.5)),
+                "mean": round(float(every.mean()), 3),
+                "std": round(float(every.std()), 3),
+                "outlier_tail": round(float(np.median(tail)), 3),
+            }
+        )
+    return out
 
 
 def fingerprint(prepared: Path, class_names: list[str], image_size: int) -> dict[str, Any]:
@@ -60,6 +88,7 @@ def fingerprint(prepared: Path, class_names: list[str], image_size: int) -> dict
         },
         "channels": sorted(int(c) for c in rows["channels"].unique()),
         "bit_depth": sorted(int(b) for b in rows["bits"].unique()),
-        "intensity_8bit": intensity_percentiles(prepared, train["id"].astype(str).tolist()),
+        "dtype": sorted(str(d) for d in rows["dtype"].unique()),
+        "intensity": intensity(prepared, train["id"].astype(str).tolist()),  # per channel, source units
         "classes": classes,
     }

@@ -14,7 +14,7 @@ from unetpp.nn.networks import build_model
 from unetpp.params import Params
 from unetpp.planning import resolution
 from unetpp.planning.fingerprint import fingerprint
-from unetpp.planning.recipe import derive
+from unetpp.planning.recipe import derive, intensity_rule
 
 
 def plan(params: Params, prepared: Path, out: Path) -> dict[str, Any]:
@@ -26,12 +26,13 @@ def plan(params: Params, prepared: Path, out: Path) -> dict[str, Any]:
     side = float(np.median(np.sqrt(train["width"].to_numpy(float) * train["height"].to_numpy(float))))
     masks = resolution.source_masks(prepared, train["id"].astype(str).tolist())
     geometry = resolution.entry(params.train.scale, masks, model_params.class_names, size, side)
-    model = build_model(model_params.arch, **model_params.build_kwargs()).eval()
-    forward = count_flops(model, (1, model_params.in_channels, size, size))
+    reading = intensity_rule(params, fp)
+    model = build_model(model_params.arch, **model_params.build_kwargs(reading.in_channels)).eval()
+    forward = count_flops(model, (1, reading.in_channels, size, size))
     result = {
         "fingerprint": fp,
         "model": {"arch": model_params.arch, "input_side": size, "forward_gflops_per_image": round(forward / 1e9, 4)},
-        "recipe": derive(params, fp, forward, geometry),
+        "recipe": derive(params, fp, forward, geometry, reading),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")

@@ -16,6 +16,7 @@ from typing import Any
 from unetpp.errors import UserError
 from unetpp.params import Params
 from unetpp.runtime.geometry import Geometry
+from unetpp.runtime.intensity import Intensity
 
 MAX_BATCH = 8  # images per step at most (the CPU profile's batch; smaller sets use all their images)
 TRAIN_FLOPS_PER_FORWARD = 3  # a training step costs ~3 forwards (forward + backward), per image
@@ -26,6 +27,8 @@ EMA_MIN_HORIZON = 10  # below this the average would span nothing useful: off
 TRANSLATE_SHARE = 10  # augmentation shifts up to a tenth of the side
 MIN_OBJECT_PX = 8  # objects narrower than this on the trained grid are flagged
 MAX_VALIDATIONS = 50  # validate every ceil(epochs / this) epochs: sliding windows over large images cost
+OUTLIER_TAIL = 1.0  # clip each image at CLIP_PERCENTILES when its extremes lie further out than its own span
+CLIP_PERCENTILES = (0.5, 99.5)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Recipe:
     flip_axes: tuple[int, ...]
     translate_px: int
     geometry: Geometry
+    intensity: Intensity
     val_every: int
 
 
@@ -47,11 +51,28 @@ def _entry(value: Any, rule: str, overridden: bool) -> dict[str, Any]:
     return {"value": value, "from": "params" if overridden else "plan", "rule": rule}
 
 
+def intensity_rule(params: Params, fp: dict[str, Any]) -> Intensity:
+    """How the network reads the images: their one channel count (the data gate refuses a mix), reduced to 1
+    by luma only where `model.in_channels: 1` asks it of RGB; clipped where a channel's `outlier_tail` is
+    over `OUTLIER_TAIL` (`unetpp.runtime.intensity` says why)."""
+    if len(fp["channels"]) != 1:
+        raise UserError(f"the training and validation images have {fp['channels']} channels; expected one count")
+    channels = fp["channels"][0]
+    wanted = channels if params.model.in_channels == "auto" else params.model.in_channels
+    outliers = any(c["outlier_tail"] > OUTLIER_TAIL for c in fp["intensity"])
+    return Intensity(channels, wanted, CLIP_PERCENTILES if outliers else None)
+
+
 def derive(
-    params: Params, fp: dict[str, Any], forward_flops: int, geometry: tuple[Geometry, dict[str, Any]]
+    params: Params,
+    fp: dict[str, Any],
+    forward_flops: int,
+    geometry: tuple[Geometry, dict[str, Any]],
+    intensity: Intensity,
 ) -> dict[str, dict[str, Any]]:
     """The recipe as {name: {value, from, rule}}; `forward_flops` is one forward at image_size (a whole image
-    or a patch: a step costs the same either way), `geometry` the resolution rule's choice and entry."""
+    or a patch: a step costs the same either way), `geometry` the resolution rule's choice and entry,
+    `intensity` the channels' rule (`intensity_rule`)."""
     tp, size, n_train = params.train, params.data.image_size, fp["images"]["train"]
     if n_train < 1:
         raise UserError("the plan needs at least one training image; the manifest has none")
@@ -92,9 +113,21 @@ def derive(
         False,
     )
     out["translate_px"] = _entry(size // TRANSLATE_SHARE, f"data.image_size {size} / {TRANSLATE_SHARE}", False)
+    out["in_channels"] = _entry(
+        intensity.in_channels,
+        f"the training images' channel count {fp['channels']}"
+        + (" reduced to 1 by luma" if intensity.in_channels != intensity.channels else ""),
+        params.model.in_channels != "auto",
+    )
     out["intensity"] = _entry(
-        "per image and channel: zero mean, unit variance",
-        f"source bit depths {fp['bit_depth']}: deeper than 8 bits scaled by their own bit depth to 8 bits first",
+        intensity.as_dict(),
+        "per image and channel: zero mean, unit variance, in float32 from the source's values (no bit depth scaled)"
+        + (
+            f"; clipped at the image's own {CLIP_PERCENTILES} percentiles first: a channel's outlier_tail "
+            if intensity.clip
+            else "; not clipped: every channel's outlier_tail "
+        )
+        + f"{[c['outlier_tail'] for c in fp['intensity']]} is {'over' if intensity.clip else 'at most'} {OUTLIER_TAIL}",
         False,
     )
     out["geometry"] = _checked(fp, *geometry)
@@ -133,6 +166,7 @@ def recipe_of(plan: dict[str, Any]) -> Recipe:
         flip_axes=tuple(r["flip_axes"]["value"]),
         translate_px=int(r["translate_px"]["value"]),
         geometry=Geometry.of({"geometry": r["geometry"]["value"]}),
+        intensity=Intensity.of({"intensity": r["intensity"]["value"]}, int(r["in_channels"]["value"])),
         val_every=int(r["val_every"]["value"]),
     )
 

@@ -20,7 +20,8 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from unetpp.runtime.inference import inference_context
-from unetpp.runtime.preprocess import prepare_image, resize_masks, to_model_input
+from unetpp.runtime.intensity import Intensity
+from unetpp.runtime.preprocess import resize_image, resize_masks
 
 # Windows overlap by a quarter (MONAI's default): a 1024-px image at source resolution takes 121 windows
 # of 128 px instead of 225 at nnU-Net's half overlap; the Gaussian weights hide the seams either way.
@@ -60,9 +61,9 @@ class Geometry:
         return cls(g["mode"], int(g["size"]), float(g.get("scale", 1.0)))
 
 
-def resample_image(image: np.ndarray, geometry: Geometry, in_channels: int) -> np.ndarray:
-    """(H, W, 3) uint8 to what the network sees, (h, w, in_channels) uint8."""
-    return prepare_image(image, geometry.shape_of(*image.shape[:2]), in_channels)
+def resample_image(image: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """(H, W, C) as decoded to the network's grid, (h, w, C), values and dtype kept."""
+    return resize_image(image, geometry.shape_of(*image.shape[:2]))
 
 
 def resample_masks(masks: np.ndarray, geometry: Geometry) -> np.ndarray:
@@ -70,9 +71,9 @@ def resample_masks(masks: np.ndarray, geometry: Geometry) -> np.ndarray:
     return resize_masks(masks, geometry.shape_of(*masks.shape[1:]))
 
 
-def network_input(image: np.ndarray, geometry: Geometry, in_channels: int) -> torch.Tensor:
-    """A decoded (H, W, 3) uint8 image to the standardised (in_channels, h, w) tensor the network sees."""
-    return to_model_input(resample_image(image, geometry, in_channels))
+def network_input(image: np.ndarray, geometry: Geometry, intensity: Intensity) -> torch.Tensor:
+    """A decoded (H, W, C) image to the standardised (in_channels, h, w) tensor the network sees."""
+    return intensity.tensor(resample_image(image, geometry))
 
 
 Predictor = Callable[[torch.Tensor], Any]

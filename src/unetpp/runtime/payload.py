@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from unetpp.errors import UserError
-from unetpp.runtime.images import ImageReadError, ImageTooLarge, UnsupportedImage, decode_image, to_rgb8
+from unetpp.runtime.images import ImageReadError, ImageTooLarge, UnsupportedImage, decode_image
+from unetpp.runtime.intensity import ChannelMismatch, Intensity
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/tiff", "application/octet-stream")
-EXPECTED = 'image bytes (PNG, JPEG or TIFF; gray, RGB or RGBA; 8 or 16 bit) or JSON {"image": "<base64>"}'
+EXPECTED = 'image bytes (PNG, JPEG or TIFF; 8, 16 or 32 bit; any channel count) or JSON {"image": "<base64>"}'
 
 
 class BadRequest(UserError):
@@ -37,8 +38,9 @@ class Limits:
     max_pixels: int
 
 
-def decode_request(body: Any, content_type: str | None, limits: Limits) -> np.ndarray:
-    """The request's image as (H, W, 3) uint8, or `BadRequest`."""
+def decode_request(body: Any, content_type: str | None, limits: Limits, intensity: Intensity) -> np.ndarray:
+    """The request's image as decoded, (H, W, C) with its own values, or `BadRequest` (422 for a channel count
+    other than the model's training images had, naming both)."""
     if body is None or (isinstance(body, bytes | bytearray | str) and len(body) == 0):
         raise BadRequest(f"empty request body; expected {EXPECTED}")
     ctype = (content_type or "").split(";")[0].strip().lower()
@@ -51,7 +53,11 @@ def decode_request(body: Any, content_type: str | None, limits: Limits) -> np.nd
     if len(raw) > limits.max_bytes:
         raise BadRequest(f"request body of {len(raw)} bytes is over the limit of {limits.max_bytes} bytes", 413)
     try:
-        return to_rgb8(decode_image(raw, "request body", limits.max_pixels))
+        image = decode_image(raw, "request body", limits.max_pixels)
+        intensity.check(image, "request body")
+        return image
+    except ChannelMismatch as err:
+        raise BadRequest(str(err), 422) from None
     except ImageTooLarge as err:
         raise BadRequest(str(err), 413) from None
     except UnsupportedImage as err:

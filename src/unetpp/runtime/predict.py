@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from unetpp.runtime.geometry import Geometry, network_input, segment
+from unetpp.runtime.intensity import Intensity
 from unetpp.runtime.readout import anatomical, masks_at
 
 
@@ -14,14 +15,14 @@ def probabilities(
     module: torch.nn.Module,
     images: list[np.ndarray],
     geometry: Geometry,
-    in_channels: int,
+    intensity: Intensity,
     flips: tuple[int, ...] = (),
 ) -> list[torch.Tensor]:
-    """Per decoded (H, W, 3) uint8 image, its (classes, h, w) probabilities on the network's grid (mirrored
-    along `flips` and averaged: the variant's test-time augmentation): one batch for whole-image models,
-    one image at a time (any size) for sliding windows."""
+    """Per decoded (H, W, C) image (read by `intensity`), its (classes, h, w) probabilities on the network's
+    grid (mirrored along `flips` and averaged: the variant's test-time augmentation): one batch for
+    whole-image models, one image at a time (any size) for sliding windows."""
     device = next(module.parameters()).device
-    inputs = [network_input(image, geometry, in_channels).to(device) for image in images]
+    inputs = [network_input(image, geometry, intensity).to(device) for image in images]
     if geometry.mode == "whole":
         return list(segment(module, torch.stack(inputs), geometry, flips=flips))
     return [segment(module, x[None], geometry, flips=flips)[0] for x in inputs]

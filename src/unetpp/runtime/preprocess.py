@@ -1,28 +1,16 @@
-"""The one preprocessing, shared by ingest, the training dataset, evaluation and the served handler.
+"""The one resampling, shared by ingest, the training dataset, evaluation and the served handler.
 
-An image goes (H, W, 3) uint8 --`prepare_image`--> (size, size, in_channels) uint8 (what ingest
-stores) --`to_model_input`--> a standardised (in_channels, size, size) tensor (what the network
-sees). `unetpp.runtime.geometry.network_input` is both steps on the plan's grid, for a request.
-Masks are resized by `resize_masks` with the image's own filter, so their boundaries stay where the
-image's are.
+An image as decoded, (H, W, C) in its source's dtype, is resampled to the plan's grid by `resize_image`
+(values kept: an integer source stays in its dtype, 16-bit stays 16-bit) and then read by the plan's
+intensity rule (`unetpp.runtime.intensity.Intensity.tensor`) into the float tensor the network sees.
+`unetpp.runtime.geometry.network_input` is both steps, for a request. Masks are resized by
+`resize_masks` with the image's own filter, so their boundaries stay where the image's are.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
-from monai.transforms import NormalizeIntensity
 from PIL import Image
-
-
-def to_channels(image: np.ndarray, in_channels: int) -> np.ndarray:
-    """(H, W, 3) uint8 to (H, W, in_channels): RGB kept for 3, luma (ITU-R 601, Pillow's "L") for 1."""
-    if in_channels == 3:
-        return image
-    if in_channels == 1:
-        return np.asarray(Image.fromarray(image).convert("L"))[..., None]
-    raise ValueError(f"in_channels must be 1 (gray) or 3 (RGB); got {in_channels}")
-
 
 Shape = int | tuple[int, int]  # a square side, or (height, width)
 
@@ -32,13 +20,18 @@ def _hw(size: Shape) -> tuple[int, int]:
 
 
 def resize_image(image: np.ndarray, size: Shape) -> np.ndarray:
-    """(H, W, C) uint8 to (size, size, C) or (*size, C): bilinear, antialiased when shrinking."""
+    """(H, W, C) of any dtype to (size, size, C) or (*size, C) of the same dtype: bilinear, antialiased when
+    shrinking, each channel in float32 (Pillow's "F" mode: 16-bit values are not squeezed into 8), integer
+    sources rounded back to their dtype."""
     h, w = _hw(size)
     if image.shape[:2] == (h, w):
         return image
-    squeeze = image.shape[-1] == 1
-    out = np.asarray(Image.fromarray(image[..., 0] if squeeze else image).resize((w, h), Image.BILINEAR))
-    return out[..., None] if squeeze else out
+    planes = [Image.fromarray(np.ascontiguousarray(image[..., c], np.float32)) for c in range(image.shape[-1])]
+    out = np.stack([np.asarray(p.resize((w, h), Image.BILINEAR)) for p in planes], axis=-1)
+    if image.dtype.kind in "ui":
+        info = np.iinfo(image.dtype)
+        return np.clip(np.rint(out), info.min, info.max).astype(image.dtype)
+    return out
 
 
 def resize_masks(masks: np.ndarray, size: Shape) -> np.ndarray:
@@ -57,26 +50,3 @@ def resize_masks(masks: np.ndarray, size: Shape) -> np.ndarray:
     soft = np.stack([np.asarray(Image.fromarray(m.astype(np.float32)).resize((w, h), Image.BILINEAR)) for m in masks])
     alternate = np.add.outer(np.arange(h), np.arange(w)) % 2 == 1
     return (soft > 0.5 + 1e-6) | ((np.abs(soft - 0.5) <= 1e-6) & alternate)
-
-
-def prepare_image(image: np.ndarray, size: Shape, in_channels: int) -> np.ndarray:
-    """(H, W, 3) uint8 to the stored form: (size, size, in_channels) or (*size, in_channels) uint8."""
-    return resize_image(to_channels(image, in_channels), size)
-
-
-def to_unit_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, C) uint8 to a (C, H, W) float tensor in [0, 1] (what augmentation works on)."""
-    return torch.from_numpy(image.transpose(2, 0, 1).copy()).float() / 255.0  # a copy: decoded arrays are read-only
-
-
-_normalize = NormalizeIntensity(channel_wise=True)
-
-
-def standardize(chw: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit variance per image and channel: absorbs exposure differences between cameras."""
-    return torch.as_tensor(_normalize(chw))
-
-
-def to_model_input(image: np.ndarray) -> torch.Tensor:
-    """(H, W, C) uint8 (as stored by ingest) to the network's standardised (C, H, W) float input."""
-    return standardize(to_unit_tensor(image))

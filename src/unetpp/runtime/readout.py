@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
 
+from unetpp.runtime.images import display_rgb8
+
 # A pixel belongs to a class when its probability is >= THRESHOLD: metrics, plots and the served
 # masks all binarize through `binarize`, so what is scored is what is served.
 THRESHOLD = 0.5
@@ -128,8 +130,8 @@ def readout(masks: np.ndarray, names: list[str]) -> dict[str, Any]:
 
 
 def overlay_png(image: np.ndarray, masks: np.ndarray, names: list[str], alpha: float = 0.45) -> bytes:
-    """The image with each class blended in its colour (`colour`), as PNG bytes."""
-    out = image.astype(np.float32)
+    """The image (`display_rgb8`) with each class blended in its colour (`colour`), as PNG bytes."""
+    out = display_rgb8(image).astype(np.float32)
     for i, (name, m) in enumerate(zip(names, masks, strict=True)):
         out[m] = (1 - alpha) * out[m] + alpha * np.asarray(colour(name, i), np.float32)
     buf = io.BytesIO()

@@ -42,7 +42,9 @@ class SegmentationHandler(BaseHandler):
         from unetpp.runtime.predict import tta_flips
 
         self.geometry, self.names, self.flips = Geometry.of(meta), list(meta["class_names"]), tta_flips(meta)
-        self.in_channels = int(model.config["in_channels"])
+        from unetpp.runtime.intensity import Intensity
+
+        self.intensity = Intensity.of(meta, int(model.config["in_channels"]))  # the plan's, as trained
         self.limits = Limits(int(cfg["max_bytes"]), int(cfg["max_pixels"]))  # serve.* in params.yaml
         self.model_info = {
             "name": cfg.get("name"),
@@ -53,7 +55,7 @@ class SegmentationHandler(BaseHandler):
         }
         with inference_context():  # warm-up: the worker turns READY only once it answers at full speed
             for _ in range(2):
-                self.model(torch.zeros(1, self.in_channels, self.geometry.size, self.geometry.size))
+                self.model(torch.zeros(1, self.intensity.in_channels, self.geometry.size, self.geometry.size))
         self.initialized = True
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
@@ -67,14 +69,14 @@ class SegmentationHandler(BaseHandler):
         for i, row in enumerate(data):
             body = row.get("data") if row.get("data") is not None else row.get("body")
             try:
-                images[i] = decode_request(body, _header(context, i, "Content-Type"), self.limits)
+                images[i] = decode_request(body, _header(context, i, "Content-Type"), self.limits, self.intensity)
             except BadRequest as err:
                 context.set_response_status(err.status, str(err), i)
                 answers[i] = {"error": str(err), "status": err.status}
         if not images:
             return answers
         decoded = time.perf_counter()
-        probs = probabilities(self.model, list(images.values()), self.geometry, self.in_channels, self.flips)
+        probs = probabilities(self.model, list(images.values()), self.geometry, self.intensity, self.flips)
         inferred = time.perf_counter()
         for (i, image), p in zip(images.items(), probs, strict=True):
             masks = served_masks(p, *image.shape[:2], self.names)

@@ -93,7 +93,7 @@ class TrainState:
 
 def build_state(params: Params, recipe: Recipe, device: torch.device, memory_format: torch.memory_format) -> TrainState:
     """A fresh model, Adam, StepLR and (when the recipe has one) the weight average."""
-    model = build_model(params.model.arch, **params.model.build_kwargs()).to(device)
+    model = build_model(params.model.arch, **params.model.build_kwargs(recipe.intensity.in_channels)).to(device)
     model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.train.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe.step_size, gamma=params.train.gamma)
@@ -215,7 +215,7 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
     patch = geometry.size if geometry.mode == "patch" else None
     transform = training_transform(tp.seed, recipe.flip_axes, recipe.translate_px, augment=tp.augment, patch=patch)
     train_loader = make_loader(
-        PreparedDataset(prepared, "train", augment=transform, geometry=geometry),
+        PreparedDataset(prepared, "train", recipe.intensity, augment=transform, geometry=geometry),
         params.data,
         batch_size=recipe.batch_size,
         shuffle=True,
@@ -224,7 +224,7 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
         world=world,
     )
     val_loader = make_loader(  # patch plans validate whole images of any size: one at a time
-        PreparedDataset(prepared, "val", geometry=geometry),
+        PreparedDataset(prepared, "val", recipe.intensity, geometry=geometry),
         params.data,
         batch_size=recipe.batch_size if patch is None else 1,
         shuffle=False,
@@ -271,6 +271,7 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
                     class_names=names,
                     image_size=params.data.image_size,
                     geometry=geometry.as_dict(),
+                    intensity=recipe.intensity.as_dict(),  # what a request must be and how it is read
                     flip_axes=list(recipe.flip_axes),  # what test-time mirroring may use: trained invariant to
                     epoch=state.epoch,
                     val=val,
@@ -288,7 +289,13 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
         if rank == 0:
             summary = _write_outputs(state.history, names, metrics_dir, models_dir, state.run_id, recipe.epochs)
             if tp.learning_guard:
-                guard(state.history, params, recipe, PreparedDataset(prepared, "train"), val_loader.dataset)
+                guard(
+                    state.history,
+                    params,
+                    recipe,
+                    PreparedDataset(prepared, "train", recipe.intensity),
+                    val_loader.dataset,
+                )
     finally:
         if run is not None:
             tracking.mlflow.end_run()
