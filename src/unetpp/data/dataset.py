@@ -21,8 +21,9 @@ set_track_meta(False)  # plain tensors out of MONAI transforms: no metadata book
 
 class PreparedDataset(Dataset):
     """(image, mask) pairs of one split: image (in_channels, H, W) read by the plan's `intensity`, mask
-    (classes, H, W) in [0, 1], on the plan's grid (`geometry`): the whole image at data.image_size, or the resampled source (training
-    takes patches of it through `augment`; validation gets it whole, for sliding windows).
+    (classes, H, W) in [0, 1], on the plan's grid (`geometry`): the whole image at data.image_size, or the
+    resampled source (training takes patches of it through `augment`; validation gets it whole, for sliding
+    windows).
 
     Masks are binary except where augmentation resamples them: there they are interpolated
     bilinearly, so a boundary pixel carries the fraction of it that is inside (no staircase of
