@@ -13,6 +13,7 @@ from unetpp.nn.checkpoint import atomic_save, model_payload
 from unetpp.nn.networks import UNetPlusPlus
 from unetpp.params import Params
 from unetpp.runtime.geometry import Geometry
+from unetpp.runtime.intensity import RGB
 from unetpp.training.losses import DeepSupervisionLoss
 
 # params of the registry and serving tests: instance norm has no running statistics, so a few steps fit steadily
@@ -22,9 +23,9 @@ TINY_PARAMS = project_params(TINY, {"model": {"norm": "instance"}, "data": {"syn
 def fit_tiny(params: Params, prepared: Path, steps: int = 100, seed: int = 0) -> UNetPlusPlus:
     """A UNet++ fitted for `steps` full-batch steps on the train split: clearly better than at random."""
     torch.manual_seed(seed)
-    model = UNetPlusPlus(**params.model.build_kwargs())
+    model = UNetPlusPlus(**params.model.build_kwargs(RGB.in_channels))
     if steps:
-        data = PreparedDataset(prepared, "train")
+        data = PreparedDataset(prepared, "train", RGB)
         x = torch.stack([data[i][0] for i in range(len(data))])
         y = torch.stack([data[i][1] for i in range(len(data))])
         opt, loss_fn = torch.optim.Adam(model.parameters(), lr=1e-2), DeepSupervisionLoss()

@@ -30,7 +30,7 @@ def test_bad_params_are_user_errors_naming_the_field(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text, field",
     [
-        ("model:\n  in_channels: 2\n", "model.in_channels"),
+        ("model:\n  in_channels: 0\n", "model.in_channels"),
         ("train:\n  head_weights: [1, 1]\n", "train.head_weights has 2 weights"),
     ],
 )

@@ -13,6 +13,7 @@ from unetpp.data.ingest import ingest
 from unetpp.errors import UserError
 from unetpp.params import Params
 from unetpp.runtime.geometry import Geometry
+from unetpp.runtime.intensity import RGB
 
 
 def _augment(seed: int):
@@ -30,7 +31,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_eval_items_are_standardised(prepared: Path) -> None:
-    ds = PreparedDataset(prepared, "val")
+    ds = PreparedDataset(prepared, "val", RGB)
     assert len(ds) == 3
     image, mask = ds[0]
     assert image.shape == (3, 64, 64) and mask.shape == (2, 64, 64)
@@ -40,9 +41,9 @@ def test_eval_items_are_standardised(prepared: Path) -> None:
 
 
 def test_augmentation_moves_image_and_mask_together(prepared: Path) -> None:
-    ds = PreparedDataset(prepared, "train", augment=_augment(3))
+    ds = PreparedDataset(prepared, "train", RGB, augment=_augment(3))
     changed = 0
-    plain = PreparedDataset(prepared, "train")
+    plain = PreparedDataset(prepared, "train", RGB)
     for _ in range(3):
         for i in range(len(ds)):
             image, mask = ds[i]
@@ -56,7 +57,7 @@ def test_augmentation_moves_image_and_mask_together(prepared: Path) -> None:
 
 def test_resampled_masks_are_soft_only_at_boundaries(prepared: Path) -> None:
     """Bilinear resampling: partial pixels on the rim, none inside or far outside."""
-    ds = PreparedDataset(prepared, "train", augment=_augment(3))
+    ds = PreparedDataset(prepared, "train", RGB, augment=_augment(3))
     masks = torch.stack([ds[i][1] for i in range(len(ds))])
     soft = (masks > 0) & (masks < 1)
     assert soft.any()
@@ -67,23 +68,25 @@ def test_resampled_masks_are_soft_only_at_boundaries(prepared: Path) -> None:
 
 
 def test_augmentation_is_seeded(prepared: Path) -> None:
-    a = [PreparedDataset(prepared, "train", augment=_augment(5))[i][0] for i in range(3)]
-    b = [PreparedDataset(prepared, "train", augment=_augment(5))[i][0] for i in range(3)]
+    a = [PreparedDataset(prepared, "train", RGB, augment=_augment(5))[i][0] for i in range(3)]
+    b = [PreparedDataset(prepared, "train", RGB, augment=_augment(5))[i][0] for i in range(3)]
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_loader_batches(prepared: Path) -> None:
     params = Params().data
-    loader = make_loader(PreparedDataset(prepared, "train", augment=_augment(0)), params, batch_size=4, shuffle=True)
+    loader = make_loader(
+        PreparedDataset(prepared, "train", RGB, augment=_augment(0)), params, batch_size=4, shuffle=True
+    )
     images, masks = next(iter(loader))
     assert images.shape == (4, 3, 64, 64) and masks.shape == (4, 2, 64, 64)
 
 
 def test_missing_split_or_manifest(prepared: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="read by the `test` stage alone"):
-        PreparedDataset(prepared, "test")
+        PreparedDataset(prepared, "test", RGB)
     with pytest.raises(UserError, match="run `unetpp ingest`"):
-        PreparedDataset(tmp_path, "train")
+        PreparedDataset(tmp_path, "train", RGB)
 
 
 def test_patch_plans_train_on_patches_and_validate_whole_resampled_images(prepared: Path) -> None:
@@ -91,8 +94,8 @@ def test_patch_plans_train_on_patches_and_validate_whole_resampled_images(prepar
     on foreground; validation items are the whole 72-px image, for sliding windows."""
     geometry = Geometry("patch", 32, 0.75)
     sampling = training_transform(0, (1,), 3, augment=False, patch=32)
-    train = PreparedDataset(prepared, "train", augment=sampling, geometry=geometry)
-    val = PreparedDataset(prepared, "val", geometry=geometry)
+    train = PreparedDataset(prepared, "train", RGB, augment=sampling, geometry=geometry)
+    val = PreparedDataset(prepared, "val", RGB, geometry=geometry)
     image, mask = val[0]
     assert image.shape == (3, 72, 72) and mask.shape == (2, 72, 72)
     patches = [train[i % len(train)] for i in range(60)]
@@ -101,14 +104,17 @@ def test_patch_plans_train_on_patches_and_validate_whole_resampled_images(prepar
     whole_share = float(torch.stack([val[i][1].any(0).float().mean() for i in range(len(val))]).mean())
     assert centred > whole_share  # oversampled: more patch centres on foreground than its share of the image
     augmented = training_transform(0, (1,), 3, augment=True, patch=32)
-    assert PreparedDataset(prepared, "train", augment=augmented, geometry=geometry)[0][0].shape == (3, 32, 32)
+    assert PreparedDataset(prepared, "train", RGB, augment=augmented, geometry=geometry)[0][0].shape == (3, 32, 32)
 
 
 def test_a_geometry_feeds_its_own_grid_from_the_source(prepared: Path) -> None:
     """The gate re-scores a champion on the current data at its own side: a checkpoint's whole-image
     geometry at another side is resampled from the source arrays; at the stored side it equals them."""
-    other = PreparedDataset(prepared, "val", geometry=Geometry("whole", 32))
+    other = PreparedDataset(prepared, "val", RGB, geometry=Geometry("whole", 32))
     assert other[0][0].shape == (3, 32, 32) and other[0][1].shape == (2, 32, 32)
-    same, stored = PreparedDataset(prepared, "val", geometry=Geometry("whole", 64)), PreparedDataset(prepared, "val")
+    same, stored = (
+        PreparedDataset(prepared, "val", RGB, geometry=Geometry("whole", 64)),
+        PreparedDataset(prepared, "val", RGB),
+    )
     torch.testing.assert_close(same[0][0], stored[0][0], atol=0, rtol=0)
     torch.testing.assert_close(same[0][1], stored[0][1], atol=0, rtol=0)

@@ -90,12 +90,13 @@ def test_folder_reads_png_jpg_tif_16bit_rgba(tmp_path: Path) -> None:
     params = folder_params(tmp_path)
     loaded = {smp.id: smp.load() for smp in folder_samples(params.data)}
     assert set(loaded) == {"rgb", "photo", "rgba", "deep", "gray16", "planar"}
-    assert loaded["rgba"].channels == 4 and loaded["gray16"].channels == 1
+    assert loaded["rgba"].channels == 3 and loaded["gray16"].channels == 1  # PNG alpha is transparency
     assert loaded["deep"].dtype == "uint16" and loaded["gray16"].dtype == "uint16"
-    for name in ("rgba", "deep", "planar"):
+    for name in ("rgba", "planar"):
         np.testing.assert_array_equal(loaded[name].image, s.image)
-    assert all(v.image.shape == (64, 64, 3) and v.mask_valid for v in loaded.values())
-    assert np.abs(loaded["gray16"].image[..., 0].astype(int) - s.image[..., 1]).max() <= 1
+    np.testing.assert_array_equal(loaded["deep"].image, s.image.astype(np.uint16) * 257)  # values as stored
+    assert all(v.image.shape[:2] == (64, 64) and v.mask_valid for v in loaded.values())
+    np.testing.assert_array_equal(loaded["gray16"].image[..., 0], s.image[..., 1].astype(np.uint16) * 257)
 
 
 def test_folder_instance_and_label_masks(tmp_path: Path) -> None:

@@ -10,10 +10,12 @@ import pytest
 
 from tests.params import tiny_params
 from unetpp.data.ingest import ingest
+from unetpp.errors import UserError
 from unetpp.params import Params
 from unetpp.planning.plan import plan
-from unetpp.planning.recipe import EMA_MIN_HORIZON, derive, recipe_of
+from unetpp.planning.recipe import CLIP_PERCENTILES, EMA_MIN_HORIZON, derive, intensity_rule, recipe_of
 from unetpp.runtime.geometry import Geometry
+from unetpp.runtime.intensity import RGB, Intensity
 
 GFLOP = 10**9
 WHOLE = Geometry("whole", 128)
@@ -31,7 +33,9 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_the_fingerprint_counts_and_measures_objects(planned: dict) -> None:
     fp = planned["fingerprint"]
     assert fp["images"] == {"train": 6, "val": 3, "test": 1}
-    assert fp["channels"] == [3] and fp["bit_depth"] == [8]
+    assert fp["channels"] == [3] and fp["bit_depth"] == [8] and fp["dtype"] == ["uint8"]
+    assert len(fp["intensity"]) == 3 and all(0 <= c["p0.5"] <= c["p50"] <= c["p99.5"] <= 255 for c in fp["intensity"])
+    assert planned["recipe"]["intensity"]["value"] == {"channels": 3, "in_channels": 3, "clip": None}
     disc = fp["classes"]["disc"]
     assert disc["objects_per_image"] == 1.0
     # 96 px sources trained at 48: every diameter halves
@@ -47,12 +51,20 @@ def test_every_value_has_a_rule_and_a_source(planned: dict) -> None:
 
 
 def _fingerprint(n_train: int) -> dict:
-    return {"images": {"train": n_train, "val": 2, "test": 0}, "bit_depth": [8], "classes": {}}
+    return {
+        "images": {"train": n_train, "val": 2, "test": 0},
+        "bit_depth": [8],
+        "channels": [3],
+        "intensity": [{"outlier_tail": 0.1}] * 3,
+        "classes": {},
+    }
 
 
 def test_training_length_is_steps_whatever_the_number_of_images() -> None:
     params = Params()  # params.yaml
-    small, large = (recipe_of({"recipe": derive(params, _fingerprint(n), 4 * GFLOP, WHOLE_ENTRY)}) for n in (10, 1000))
+    small, large = (
+        recipe_of({"recipe": derive(params, _fingerprint(n), 4 * GFLOP, WHOLE_ENTRY, RGB)}) for n in (10, 1000)
+    )
     assert small.batch_size == large.batch_size == 8
     assert abs(small.steps - large.steps) <= 125  # one epoch of rounding at most
     assert small.epochs > 40 * large.epochs
@@ -60,30 +72,31 @@ def test_training_length_is_steps_whatever_the_number_of_images() -> None:
 
 def test_the_weight_average_follows_the_run_and_is_off_when_too_short() -> None:
     params = Params()
-    long = recipe_of({"recipe": derive(params, _fingerprint(96), 3.7 * GFLOP, WHOLE_ENTRY)})
+    long = recipe_of({"recipe": derive(params, _fingerprint(96), 3.7 * GFLOP, WHOLE_ENTRY, RGB)})
     assert long.ema_decay == pytest.approx(1 - 1 / min(50, long.steps // 10), abs=1e-6)
     short_params = copy.deepcopy(params)
     short_params.train.budget_tflop = 0.5
-    short = derive(short_params, _fingerprint(96), 3.7 * GFLOP, WHOLE_ENTRY)
+    short = derive(short_params, _fingerprint(96), 3.7 * GFLOP, WHOLE_ENTRY, RGB)
     assert short["steps"]["value"] // 10 < EMA_MIN_HORIZON and short["ema_decay"]["value"] is None
     assert "off below" in short["ema_decay"]["rule"]
 
 
 def test_a_number_in_params_wins_and_says_so() -> None:
     params = Params.model_validate({"train": {"epochs": 3, "batch_size": 2, "ema_decay": None}})
-    recipe = derive(params, _fingerprint(96), 3.7 * GFLOP, WHOLE_ENTRY)
+    recipe = derive(params, _fingerprint(96), 3.7 * GFLOP, WHOLE_ENTRY, RGB)
     assert recipe["epochs"] == recipe["epochs"] | {"value": 3, "from": "params"}
     assert recipe["batch_size"]["value"] == 2 and recipe["steps"]["value"] == 3 * 48
     assert recipe["ema_decay"] == recipe["ema_decay"] | {"value": None, "from": "params"}
 
 
 def test_flips_follow_the_task() -> None:
-    fundus = derive(Params(), _fingerprint(8), GFLOP, WHOLE_ENTRY)
+    fundus = derive(Params(), _fingerprint(8), GFLOP, WHOLE_ENTRY, RGB)
     cells = derive(
         Params.model_validate({"model": {"class_names": ["cell"]}, "data": {"source": "folder", "path": "x"}}),
         _fingerprint(8),
         GFLOP,
         WHOLE_ENTRY,
+        RGB,
     )
     assert fundus["flip_axes"]["value"] == [1] and cells["flip_axes"]["value"] == [0, 1]
 
@@ -91,4 +104,22 @@ def test_flips_follow_the_task() -> None:
 def test_small_objects_are_flagged(tmp_path: Path) -> None:
     fp = _fingerprint(8) | {"classes": {"cell": {"diameter_trained_px": {"p5": 3.2, "p50": 6.0}}}}
     params = Params.model_validate({"model": {"class_names": ["cell"]}, "data": {"source": "folder", "path": "x"}})
-    assert "cell 3.2 px" in derive(params, fp, GFLOP, WHOLE_ENTRY)["geometry"]["warning"]
+    assert "cell 3.2 px" in derive(params, fp, GFLOP, WHOLE_ENTRY, RGB)["geometry"]["warning"]
+
+
+def test_the_channels_and_the_clipping_follow_the_fingerprint() -> None:
+    cells = Params.model_validate({"model": {"class_names": ["cell"]}, "data": {"source": "folder", "path": "x"}})
+    two = _fingerprint(8) | {"channels": [2], "intensity": [{"outlier_tail": 0.2}, {"outlier_tail": 0.3}]}
+    assert intensity_rule(cells, two) == Intensity(2, 2)
+    hot = two | {"intensity": [{"outlier_tail": 0.2}, {"outlier_tail": 40.0}]}  # hot pixels in channel 2
+    assert intensity_rule(cells, hot) == Intensity(2, 2, CLIP_PERCENTILES)
+    assert (
+        "clipped at the image's own"
+        in derive(cells, hot, GFLOP, WHOLE_ENTRY, intensity_rule(cells, hot))["intensity"]["rule"]
+    )
+    gray = Params.model_validate({"model": {"in_channels": 1}})
+    assert intensity_rule(gray, _fingerprint(8)) == Intensity(3, 1)
+    with pytest.raises(UserError, match="cannot be made from 2-channel images"):
+        intensity_rule(gray, two)
+    with pytest.raises(UserError, match=r"have \[1, 3\] channels"):
+        intensity_rule(cells, _fingerprint(8) | {"channels": [1, 3]})

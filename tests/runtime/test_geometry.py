@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from unetpp.runtime.geometry import Geometry, forward, mirrorings, network_input, resample_masks, segment
+from unetpp.runtime.intensity import Intensity
 
 
 def test_the_grid_of_each_mode() -> None:
@@ -42,7 +43,7 @@ def test_the_network_input_and_masks_share_the_grid() -> None:
     masks = np.zeros((1, 300, 200), bool)
     masks[0, 100:200, 50:150] = True
     g = Geometry("patch", 64, 0.5)
-    x = network_input(image, g, 1)
+    x = network_input(image, g, Intensity(3, 1))
     assert x.shape == (1, 150, 100) and resample_masks(masks, g).shape == (1, 150, 100)
     assert resample_masks(masks, g)[0].sum() == pytest.approx(50 * 50, rel=0.05)
 

@@ -12,7 +12,8 @@ from unetpp.data.dataset import PreparedDataset
 from unetpp.data.ingest import ingest
 from unetpp.data.synthetic import generate_fundus
 from unetpp.runtime.geometry import Geometry, network_input
-from unetpp.runtime.preprocess import resize_masks
+from unetpp.runtime.intensity import Intensity
+from unetpp.runtime.preprocess import resize_image, resize_masks
 
 
 def _ellipse(size: int, cy: float, cx: float, ry: float, rx: float) -> np.ndarray:
@@ -45,14 +46,18 @@ def test_the_dataset_sees_what_a_request_becomes(tmp_path, in_channels: int) -> 
     """Ingest + the dataset, and `network_input` of the same decoded image, give the same tensor."""
     params = tiny_params({"model": {"in_channels": in_channels}, "data": {"synthetic": {"count": 6}}})
     ingest(params, tmp_path / "prepared")
-    dataset = PreparedDataset(tmp_path / "prepared", "val")
+    reading = Intensity(3, in_channels)
+    dataset = PreparedDataset(tmp_path / "prepared", "val", reading)
     index = int(dataset.ids[0].rsplit("_", 1)[1])
     source = generate_fundus(index, params.data.synthetic.size, params.data.synthetic.seed).image
-    x = network_input(source, Geometry("whole", params.data.image_size), in_channels)
+    x = network_input(source, Geometry("whole", params.data.image_size), reading)
     assert x.shape == (in_channels, 48, 48)
     assert torch.equal(dataset[0][0], x)
 
 
-def test_other_channel_counts_are_refused() -> None:
-    with pytest.raises(ValueError, match="in_channels must be 1"):
-        network_input(np.zeros((8, 8, 3), np.uint8), Geometry("whole", 8), 2)
+def test_resizing_keeps_the_source_dtype_and_values() -> None:
+    """16-bit values are resampled in float and rounded back to 16 bits, never squeezed into 8."""
+    frame = (33_000 + np.random.default_rng(0).integers(0, 400, (64, 48, 2))).astype(np.uint16)
+    half = resize_image(frame, (32, 24))
+    assert half.dtype == np.uint16 and half.shape == (32, 24, 2)
+    assert abs(float(half.mean()) - float(frame.mean())) < 2 and len(np.unique(half)) > 100

@@ -18,6 +18,7 @@ from unetpp.data.ingest import ingest
 from unetpp.errors import DidNotLearn
 from unetpp.planning.recipe import Recipe
 from unetpp.runtime.geometry import Geometry
+from unetpp.runtime.intensity import RGB
 from unetpp.training.guard import check_learning, stored_masks, trivial_dice
 
 
@@ -29,7 +30,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_trivial_dice_of_empty_full_and_prior_masks(prepared: Path) -> None:
-    train, val = PreparedDataset(prepared, "train"), PreparedDataset(prepared, "val")
+    train, val = PreparedDataset(prepared, "train", RGB), PreparedDataset(prepared, "val", RGB)
     trivial = trivial_dice(stored_masks(train), stored_masks(val), ["disc", "cup"])
     for c, index in (("disc", 0), ("cup", 1)):
         expected = np.mean([2 * m.sum() / (m.sum() + m.size) for m in (np.load(p)["mask"][index] for p in val.paths)])
@@ -48,7 +49,7 @@ def test_the_prior_predictor_scores_a_fixed_position_as_well_as_a_model_would(tm
             np.savez(tmp_path / "samples" / f"{split}{i}.npz", image=np.zeros((16, 16, 3), np.uint8), mask=mask)
     rows = [f"{s}{i},{s}," for s, n in (("train", 3), ("val", 2)) for i in range(n)]
     (tmp_path / "manifest.csv").write_text("id,split,error\n" + "\n".join(rows) + "\n")
-    train, val = (stored_masks(PreparedDataset(tmp_path, split)) for split in ("train", "val"))
+    train, val = (stored_masks(PreparedDataset(tmp_path, split, RGB)) for split in ("train", "val"))
     trivial = trivial_dice(train, val, ["spot"])
     assert trivial["spot"]["training_prior"] == 1.0
 
@@ -59,7 +60,7 @@ def _history(disc: float, cup: float) -> list[dict]:
 
 
 def test_a_learned_model_passes_and_an_unlearned_class_is_named(prepared: Path) -> None:
-    params, val = tiny_params({"train": {"learning_guard": True}}), PreparedDataset(prepared, "val")
+    params, val = tiny_params({"train": {"learning_guard": True}}), PreparedDataset(prepared, "val", RGB)
     recipe = Recipe(
         batch_size=4,
         epochs=3,
@@ -69,9 +70,10 @@ def test_a_learned_model_passes_and_an_unlearned_class_is_named(prepared: Path) 
         flip_axes=(1,),
         translate_px=4,
         geometry=Geometry("whole", 48),
+        intensity=RGB,
         val_every=1,
     )
-    train = PreparedDataset(prepared, "train")
+    train = PreparedDataset(prepared, "train", RGB)
     check_learning(_history(0.9, 0.8), params, recipe, train, val)
     with pytest.raises(DidNotLearn) as failed:
         check_learning(_history(0.9, 0.0), params, recipe, train, val)

@@ -25,6 +25,7 @@ from unetpp.nn.checkpoint import load_checkpoint
 from unetpp.params import Params
 from unetpp.planning.plan import plan
 from unetpp.runtime.geometry import Geometry
+from unetpp.runtime.intensity import RGB
 from unetpp.training.loop import evaluate_epoch
 from unetpp.training.losses import DeepSupervisionLoss
 
@@ -72,7 +73,7 @@ def _val_loss(work: Path, state_dict: dict[str, torch.Tensor]) -> float:
     """Validation loss of `state_dict` (in best.pt's architecture), computed as training does."""
     model, meta = load_checkpoint(work / "models/best.pt")
     model.load_state_dict(state_dict)
-    loader = torch.utils.data.DataLoader(PreparedDataset(work / "data/prepared", "val"), batch_size=4)
+    loader = torch.utils.data.DataLoader(PreparedDataset(work / "data/prepared", "val", RGB), batch_size=4)
     loss_fn = DeepSupervisionLoss(dice_per_image=TINY["train"]["dice_per_image"])
     return evaluate_epoch(model, loader, loss_fn, ["disc", "cup"], torch.device("cpu"), Geometry.of(meta))[0]
 

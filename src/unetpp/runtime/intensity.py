@@ -67,9 +67,11 @@ class Intensity:
     @classmethod
     def of(cls, meta: dict[str, Any], in_channels: int) -> Intensity:
         """A checkpoint's rule; checkpoints from before the plan chose one took RGB (8-bit) images, standardised."""
-        got = meta.get("intensity") or {"channels": 3, "in_channels": in_channels}
+        got = meta.get("intensity") or {"channels": RGB.channels, "in_channels": in_channels}
         clip = got.get("clip")
         return cls(int(got["channels"]), int(got["in_channels"]), None if clip is None else tuple(map(float, clip)))
 
 
 _normalize = NormalizeIntensity(channel_wise=True)
+
+RGB = Intensity(3, 3)  # the default photographs' reading (and that of checkpoints from before the plan chose)
