@@ -8,6 +8,9 @@ Kinds:
 - `specks`: 12 RGB 1024x1024 images, 8-20 small dark targets of 8-14 px on a textured, unevenly lit
   background (large images, small targets: the plan trains on patches).
 - `unrelated`: 24 fundus photographs whose disc masks belong to other images (the learning guard's case).
+- `offset16`: 14 raw 16-bit camera frames of 160x160 (offset near 33,000 counts, objects a few hundred
+  above it, a few hot pixels); `offset16_png`: the same frames contrast-stretched to 8-bit PNGs.
+- `two_channel`: 14 2-channel 16-bit TIFFs stored channel-first, the target in the second channel alone.
 
 Usage: python bench/data_kinds.py [--kinds cells12 unrelated] [--work /tmp/kinds]
 """
@@ -28,14 +31,21 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the generators live with the tests that use them too
 
-from tests.kinds import cells12, specks, unrelated  # noqa: E402
+from tests.kinds import cells12, offset16, specks, two_channel, unrelated  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SKIP = {".venv", ".git", ".dvc", ".prefect", "data", "models", "metrics", "plots", "mlruns", "dvc.lock"}
 SKIP |= {"model-store", "reports", "plans.json", ".torchserve", "splits.csv"}
 
 
-KINDS = {"cells12": cells12, "specks": specks, "unrelated": unrelated}
+KINDS = {
+    "cells12": cells12,
+    "specks": specks,
+    "unrelated": unrelated,
+    "offset16": offset16,
+    "offset16_png": lambda root: offset16(root, stretched=True),
+    "two_channel": two_channel,
+}
 
 
 def run_kind(kind: str, work: Path) -> dict:
@@ -60,8 +70,9 @@ def run_kind(kind: str, work: Path) -> dict:
         plan = json.loads((project / "plans.json").read_text())
         result["recipe"] = {k: v["value"] for k, v in plan["recipe"].items()}
         result["fingerprint"] = plan["fingerprint"]
-    if (project / "metrics/train.json").is_file():
-        result["train"] = json.loads((project / "metrics/train.json").read_text())
+    for stage in ("train", "test"):  # test: the held-out split, served, at the source resolution
+        if (project / f"metrics/{stage}.json").is_file():
+            result[stage] = json.loads((project / f"metrics/{stage}.json").read_text())
     result["log_tail"] = (done.stdout + done.stderr)[-2500:]
     return result
 

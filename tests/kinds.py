@@ -66,3 +66,56 @@ def unrelated(root: Path, count: int = 24, side: int = 256) -> list[str]:
         other = samples[(i + count // 2) % count].masks[0]
         Image.fromarray(other.astype(np.uint8) * 255).save(root / "masks" / f"eye{i:02d}.png")
     return ["disc"]
+
+
+def _blobs(rng: np.random.Generator, side: int, count: int, radius: tuple[float, float]) -> np.ndarray:
+    """A (side, side) bool mask of `count` round blobs of `radius` px, away from the border."""
+    yy, xx = np.mgrid[:side, :side]
+    mask = np.zeros((side, side), bool)
+    for _ in range(count):
+        cy, cx, r = rng.uniform(8, side - 8), rng.uniform(8, side - 8), rng.uniform(*radius)
+        mask |= ((yy - cy) ** 2 + (xx - cx) ** 2) < r**2
+    return mask
+
+
+def offset16(root: Path, count: int = 14, side: int = 160, stretched: bool = False) -> list[str]:
+    """Raw 16-bit camera frames as a fluorescence microscope writes them: a camera offset near 33,000
+    counts, shot noise, objects a few hundred counts above it (12-20 blobs) and a few hot pixels; binary masks
+    0/255. `stretched`: the same frames contrast-stretched to 8-bit PNGs (each between its own 0.1st and
+    99.9th percentiles), what a user would export to work around an 8-bit pipeline. Returns the class names."""
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        rng = np.random.default_rng(3000 + i)
+        mask = _blobs(rng, side, int(rng.integers(12, 21)), (5, 9))
+        signal = ndimage.gaussian_filter(mask * rng.uniform(250, 450), 1.0)
+        frame = 33_000 + signal + rng.normal(0, 45, (side, side))
+        frame[rng.integers(0, side, 4), rng.integers(0, side, 4)] = 65_535  # hot pixels
+        raw = np.clip(frame, 0, 65_535).astype(np.uint16)
+        if stretched:
+            lo, hi = np.percentile(raw, (0.1, 99.9))
+            eight = np.clip((raw.astype(np.float64) - lo) * 255 / (hi - lo), 0, 255).round().astype(np.uint8)
+            Image.fromarray(eight).save(root / "images" / f"frame{i:02d}.png")
+        else:
+            tifffile.imwrite(root / "images" / f"frame{i:02d}.tif", raw)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(root / "masks" / f"frame{i:02d}.png")
+    return ["nucleus"]
+
+
+def two_channel(root: Path, count: int = 14, side: int = 128) -> list[str]:
+    """2-channel 16-bit TIFFs stored channel-first (C, H, W), as microscopes write them: channel 1 holds
+    blobs that are not the target, channel 2 the targets alone, both alike in size and brightness. A model
+    that drops channel 2 sees no target; one that averages the channels cannot tell targets from the others.
+    Binary masks 0/255 of the targets. Returns the class names."""
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        rng = np.random.default_rng(4000 + i)
+        target = _blobs(rng, side, int(rng.integers(6, 11)), (5, 9))
+        other = _blobs(rng, side, int(rng.integers(6, 11)), (5, 9)) & ~ndimage.binary_dilation(target, iterations=3)
+        planes = [
+            500 + ndimage.gaussian_filter(m * 2_000.0, 1.0) + rng.normal(0, 60, (side, side)) for m in (other, target)
+        ]
+        tifffile.imwrite(root / "images" / f"well{i:02d}.tif", np.clip(planes, 0, 65_535).astype(np.uint16))
+        Image.fromarray(target.astype(np.uint8) * 255).save(root / "masks" / f"well{i:02d}.png")
+    return ["target"]

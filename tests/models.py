@@ -13,19 +13,22 @@ from unetpp.nn.checkpoint import atomic_save, model_payload
 from unetpp.nn.networks import UNetPlusPlus
 from unetpp.params import Params
 from unetpp.runtime.geometry import Geometry
-from unetpp.runtime.intensity import RGB
+from unetpp.runtime.intensity import RGB, Intensity
 from unetpp.training.losses import DeepSupervisionLoss
 
 # params of the registry and serving tests: instance norm has no running statistics, so a few steps fit steadily
 TINY_PARAMS = project_params(TINY, {"model": {"norm": "instance"}, "data": {"synthetic": {"count": 10}}})
 
 
-def fit_tiny(params: Params, prepared: Path, steps: int = 100, seed: int = 0) -> UNetPlusPlus:
-    """A UNet++ fitted for `steps` full-batch steps on the train split: clearly better than at random."""
+def fit_tiny(
+    params: Params, prepared: Path, steps: int = 100, seed: int = 0, intensity: Intensity = RGB
+) -> UNetPlusPlus:
+    """A UNet++ fitted for `steps` full-batch steps on the train split (read by `intensity`): clearly better
+    than at random."""
     torch.manual_seed(seed)
-    model = UNetPlusPlus(**params.model.build_kwargs(RGB.in_channels))
+    model = UNetPlusPlus(**params.model.build_kwargs(intensity.in_channels))
     if steps:
-        data = PreparedDataset(prepared, "train", RGB)
+        data = PreparedDataset(prepared, "train", intensity)
         x = torch.stack([data[i][0] for i in range(len(data))])
         y = torch.stack([data[i][1] for i in range(len(data))])
         opt, loss_fn = torch.optim.Adam(model.parameters(), lr=1e-2), DeepSupervisionLoss()
@@ -47,6 +50,7 @@ def log_selection(
     latency: float = 5.0,
     geometry: Geometry | None = None,
     tta_flips: tuple[int, ...] = (),
+    intensity: Intensity = RGB,
 ) -> Path:
     """What `unetpp select` leaves behind: a pipeline run with the logged pruned model, selected.json, run.json."""
     import mlflow
@@ -63,6 +67,7 @@ def log_selection(
         image_size=params.data.image_size,
         geometry=(geometry or Geometry("whole", params.data.image_size)).as_dict(),
         tta_flips=list(tta_flips),
+        intensity=intensity.as_dict(),
     )
     atomic_save(payload, models / "model.pt")
     experiment = tracking.configure(params.tracking, models)

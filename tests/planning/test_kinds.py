@@ -1,43 +1,77 @@
 """Data unlike the default learns with every recipe value `auto` (the plan decides): a small 12-bit
-microscopy-like set, where a fixed weight average and 65535-scaling had given Dice 0, and large images
-with small targets, which the plan trains on patches and segments with sliding windows."""
+microscopy-like set, where a fixed weight average and 65535-scaling had given Dice 0; raw 16-bit camera
+frames, as well as their 8-bit stretched copies; a 2-channel set whose target only the second channel
+shows; and large images with small targets, which the plan trains on patches and segments with sliding
+windows."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.kinds import cells12, specks
+from tests.kinds import cells12, offset16, specks, two_channel
 from tests.params import project_params
 from tests.project import BUSY, run, tiny_project
 from unetpp.nn.checkpoint import load_checkpoint
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(BUSY)
-def test_a_small_12bit_set_learns_with_the_plan(tmp_path: Path) -> None:
-    source = tmp_path / "cells"
-    names = cells12(source, count=8, side=128)
-    project = tiny_project(tmp_path / "repo")
+def _trained(tmp_path: Path, name: str, kind: Callable[[Path], list[str]], budget: float) -> tuple[dict, dict]:
+    """`dvc repro train` on a generated folder set with only source, path and class names changed (and a
+    short budget); plans.json and train.json's best epoch."""
+    source = tmp_path / name
+    names = kind(source)
+    project = tiny_project(tmp_path / f"{name}-repo")
     raw = project_params(
         {
             "model": {"class_names": names},  # the shipped network and side
             "data": {"source": "folder", "path": str(source)},
             "validate": {"min_train": 2},
-            "train": {"budget_tflop": 12.0},  # a short run: ~180 steps; every recipe value stays `auto`
+            "train": {"budget_tflop": budget},  # a short run; every recipe value stays `auto`
         }
     )
+    assert raw["model"]["in_channels"] == "auto"
     assert all(raw["train"][k] == "auto" for k in ("epochs", "batch_size", "step_size", "ema_decay"))
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
     done = run(["dvc", "repro", "train"], project)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     plan = json.loads((project / "plans.json").read_text())
+    return plan, json.loads((project / "metrics/train.json").read_text())["best"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(BUSY)
+def test_a_small_12bit_set_learns_with_the_plan(tmp_path: Path) -> None:
+    plan, best = _trained(tmp_path, "cells", lambda root: cells12(root, count=8, side=128), 12.0)  # ~180 steps
     assert plan["fingerprint"]["bit_depth"] == [12] and plan["recipe"]["flip_axes"]["value"] == [0, 1]
-    best = json.loads((project / "metrics/train.json").read_text())["best"]
     assert best["dice_cell"] > 0.7, (best, {k: v["value"] for k, v in plan["recipe"].items()})
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(BUSY)
+def test_raw_16bit_frames_learn_as_well_as_their_8bit_stretched_copies(tmp_path: Path) -> None:
+    """A camera offset near 33,000 with objects a few hundred counts above: scaled by the container's bit
+    depth to 8 bits these frames kept 2-3 grey levels of signal; read in the source's units they train
+    like a contrast-stretched 8-bit copy."""
+    raw16, best16 = _trained(tmp_path, "raw", lambda root: offset16(root, count=10, side=128), 10.0)
+    raw8, best8 = _trained(tmp_path, "png", lambda root: offset16(root, count=10, side=128, stretched=True), 10.0)
+    fp = raw16["fingerprint"]
+    assert fp["dtype"] == ["uint16"] and 32_000 < fp["intensity"][0]["p50"] < 34_000  # the source's units
+    assert raw16["recipe"]["intensity"]["value"]["clip"] == [0.5, 99.5]  # its hot pixels
+    assert raw8["fingerprint"]["dtype"] == ["uint8"] and raw8["recipe"]["intensity"]["value"]["clip"] is None
+    assert best16["dice_nucleus"] > 0.8 and abs(best16["dice_nucleus"] - best8["dice_nucleus"]) <= 0.01, (best16, best8)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(BUSY)
+def test_a_target_in_the_second_channel_only_is_learned(tmp_path: Path) -> None:
+    plan, best = _trained(tmp_path, "wells", lambda root: two_channel(root, count=10, side=128), 10.0)
+    assert plan["fingerprint"]["channels"] == [2] and len(plan["fingerprint"]["intensity"]) == 2
+    assert plan["recipe"]["in_channels"]["value"] == 2
+    assert best["dice_target"] > 0.8, best
 
 
 @pytest.mark.slow

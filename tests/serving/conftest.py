@@ -18,6 +18,7 @@ from unetpp.data.ingest import ingest
 from unetpp.params import Params
 from unetpp.registry.promotion import Registry
 from unetpp.runtime.geometry import Geometry
+from unetpp.runtime.intensity import RGB, Intensity
 from unetpp.serving.server import Server
 
 LIMITS = {"max_bytes": 300_000, "max_pixels": 512 * 512}
@@ -37,18 +38,19 @@ def make_project(root: Path, *overrides: dict[str, Any]) -> Path:
 
 @contextlib.contextmanager
 def serve_champion(
-    project: Path, geometry: Geometry | None = None, tta_flips: tuple[int, ...] = ()
+    project: Path, geometry: Geometry | None = None, tta_flips: tuple[int, ...] = (), intensity: Intensity = RGB
 ) -> Iterator[Server]:
     """Version 1 (a fitted tiny UNet++, L2 fast, on `geometry`: whole by default; mirrored along
-    `tta_flips`) promoted to champion, packaged and served; stopped after."""
+    `tta_flips`; reading images by `intensity`) promoted to champion, packaged and served; stopped after."""
     with pytest.MonkeyPatch.context() as env:
         env.delenv("MLFLOW_TRACKING_URI", raising=False)  # the project's own store
         params = Params.model_validate(yaml.safe_load((project / "params.yaml").read_text()))
-        model = fit_tiny(params, project / "data" / "prepared")
+        model = fit_tiny(params, project / "data" / "prepared", intensity=intensity)
         registry = Registry(params, project)
-        version, _ = registry.register(
-            log_selection(model, project / "selected-1", params, geometry=geometry, tta_flips=tta_flips)
+        selection = log_selection(
+            model, project / "selected-1", params, geometry=geometry, tta_flips=tta_flips, intensity=intensity
         )
+        version, _ = registry.register(selection)
         assert registry.gate(str(version.version), project / "data" / "prepared").promoted
         server = Server(params, project)
         mar, _ = server.package()

@@ -16,6 +16,7 @@ import tifffile
 import yaml
 from PIL import Image
 
+from tests.kinds import two_channel
 from tests.models import fit_tiny, log_selection
 from tests.serving.conftest import make_project, serve_champion
 from unetpp.data.synthetic import generate_fundus
@@ -24,6 +25,7 @@ from unetpp.params import Params
 from unetpp.registry.promotion import Registry
 from unetpp.runtime.geometry import Geometry, network_input, segment
 from unetpp.runtime.inference import optimize_for_inference
+from unetpp.runtime.intensity import Intensity
 from unetpp.runtime.predict import tta_flips
 from unetpp.runtime.readout import anatomical, masks_at, rle_decode
 from unetpp.serving.server import Server, load_archive
@@ -48,22 +50,30 @@ def _fundus(i: int = 0, size: int = 96) -> np.ndarray:
     return generate_fundus(i, size, seed=11).image
 
 
-def _matches_in_process(server: Server, image: np.ndarray) -> None:
-    """The served masks equal, pixel for pixel, the archive's model run here on the same image."""
-    resp = _post(server, _png(image))
+def _tiff(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, arr)
+    return buf.getvalue()
+
+
+def _matches_in_process(server: Server, image: np.ndarray, body: bytes | None = None) -> None:
+    """The served masks of `image` (sent as `body`, a PNG of it by default) equal, pixel for pixel, the
+    archive's model run here on the same image."""
+    resp = _post(server, _png(image) if body is None else body, "application/octet-stream")
     assert resp.status_code == 200, resp.text
     answer = resp.json()
+    model, meta = load_archive(server.newest_archive())
+    names = list(meta["class_names"])
     model_info = {k: answer["model"][k] for k in ("name", "version", "level", "mode")}
     assert model_info == {"name": "unetpp", "version": "1", "level": 2, "mode": "fast"}
-    assert answer["size"] == list(image.shape[:2]) and set(answer["classes"]) == {"disc", "cup"}
+    assert answer["size"] == list(image.shape[:2]) and set(answer["classes"]) == set(names)
 
-    model, meta = load_archive(server.newest_archive())
     model, geometry, flips = optimize_for_inference(model), Geometry.of(meta), tta_flips(meta)
     assert answer["model"].get("tta_flips", []) == list(flips)
-    x = network_input(image, geometry, model.config["in_channels"])[None]
+    x = network_input(image, geometry, Intensity.of(meta, model.config["in_channels"]))[None]
     probs = segment(model, x, geometry, flips=flips)[0]
-    expected = anatomical(masks_at(probs, *image.shape[:2]), ["disc", "cup"])
-    for name, mask in zip(("disc", "cup"), expected, strict=True):
+    expected = anatomical(masks_at(probs, *image.shape[:2]), names)
+    for name, mask in zip(names, expected, strict=True):
         got = rle_decode(answer["classes"][name]["rle"])
         assert (got == mask).all(), name
         assert answer["classes"][name]["area"] == int(mask.sum())
@@ -73,15 +83,29 @@ def test_prediction_equals_the_in_process_model(served: Server) -> None:
     _matches_in_process(served, _fundus(0, 96))
     with zipfile.ZipFile(served.newest_archive()) as mar:
         code = {n for n in mar.namelist() if n.startswith("unetpp/")}
-    assert {"unetpp/nn/networks.py", "unetpp/runtime/preprocess.py", "unetpp/errors.py"} <= code
+    assert {"unetpp/nn/networks.py", "unetpp/runtime/intensity.py", "unetpp/errors.py"} <= code
     assert {n.split("/")[1] for n in code} == {"__init__.py", "errors.py", "nn", "runtime"}
 
 
-def test_a_gray_model_answers_over_http(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """`in_channels: 1`: the handler preprocesses a colour request to gray, as ingest did for training."""
-    project = make_project(tmp_path_factory.mktemp("gray"), {"model": {"in_channels": 1}})
-    with serve_champion(project) as server:
-        _matches_in_process(server, _fundus(1, 80))
+def test_a_2channel_16bit_model_answers_over_http(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A model trained on 2-channel 16-bit TIFFs (channel-first, as microscopes write them) answers such a
+    TIFF as the in-process code does, channels-last too; an RGB request gets 422 naming both counts."""
+    root = tmp_path_factory.mktemp("wells")
+    names = two_channel(root / "source", count=10, side=64)
+    project = make_project(
+        root / "repo",
+        {"model": {"class_names": names}, "data": {"source": "folder", "path": str(root / "source")}},
+    )
+    with serve_champion(project, intensity=Intensity(2, 2)) as server:
+        _, meta = load_archive(server.newest_archive())
+        assert meta["intensity"] == {"channels": 2, "in_channels": 2, "clip": None}  # the archive carries it
+        stored = tifffile.imread(root / "source" / "images" / "well03.tif")  # (2, H, W) uint16
+        _matches_in_process(
+            server, np.moveaxis(stored, 0, -1), (root / "source" / "images" / "well03.tif").read_bytes()
+        )
+        _matches_in_process(server, np.moveaxis(stored, 0, -1), _tiff(np.moveaxis(stored, 0, -1)))
+        refused = _post(server, _png(_fundus(1, 64)))
+        assert refused.status_code == 422 and "3-channel image; expected 2 channels" in refused.json()["error"]
 
 
 def test_a_patch_model_segments_a_large_image_with_sliding_windows(
@@ -121,19 +145,15 @@ def test_the_served_answer_is_the_mask_the_test_stage_scored(
 
 def test_inputs_of_every_supported_kind(served: Server) -> None:
     rgb = _fundus(1, 80)
-    gray = rgb.mean(axis=2).astype(np.uint8)
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
-    gray16 = gray.astype(np.uint16) * 257
-    tif = io.BytesIO()
-    tifffile.imwrite(tif, rgb.astype(np.uint16) * 257)
     jpg = io.BytesIO()
     Image.fromarray(rgb).save(jpg, format="JPEG", quality=90)
     cases = {
         "rgb png": (_png(rgb), "image/png"),
-        "gray png": (_png(gray), "image/png"),
         "rgba png": (_png(rgba), "image/png"),
-        "16-bit gray png": (_png(gray16), "image/png"),
-        "16-bit rgb tiff": (tif.getvalue(), "image/tiff"),
+        "16-bit rgb tiff": (_tiff(rgb.astype(np.uint16) * 257), "image/tiff"),
+        "channel-first rgb tiff": (_tiff(np.moveaxis(rgb, -1, 0)), "image/tiff"),
+        "float rgb tiff": (_tiff(rgb.astype(np.float32) / 255), "image/tiff"),
         "jpeg": (jpg.getvalue(), "image/jpeg"),
         "json base64": ('{"image": "' + base64.b64encode(_png(rgb)).decode() + '"}', "application/json"),
     }
@@ -151,9 +171,7 @@ def test_bad_input_gets_a_clear_4xx_and_the_worker_carries_on(served: Server) ->
     noise = np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8)
     jpg = io.BytesIO()
     Image.fromarray(_fundus(3, 64)).save(jpg, format="JPEG")
-    float_tif = io.BytesIO()
-    tifffile.imwrite(float_tif, np.zeros((32, 32), np.float32))
-    la = _png(np.zeros((32, 32, 2), np.uint8), mode="LA")
+    gray = _fundus(3, 64).mean(axis=2).astype(np.uint8)
     cases = {
         "empty body": (b"", "image/png", 400, "empty request body"),
         "not an image": (b"hello, this is text", "image/png", 400, "not a readable image"),
@@ -161,8 +179,9 @@ def test_bad_input_gets_a_clear_4xx_and_the_worker_carries_on(served: Server) ->
         "truncated jpeg": (jpg.getvalue()[:300], "image/jpeg", 400, "not a readable image"),
         "too many pixels": (_png(np.zeros((600, 600), np.uint8)), "image/png", 413, "over the limit"),
         "too many bytes": (_png(noise), "image/png", 413, "over the limit"),
-        "gray+alpha mode": (la, "image/png", 415, "expected a 2-D gray, RGB or RGBA image"),
-        "float pixels": (float_tif.getvalue(), "image/tiff", 415, "expected 8- or 16-bit pixels"),
+        "a volume": (_tiff(np.zeros((20, 30, 40), np.uint16)), "image/tiff", 415, "expected a 2-D image with 1 to"),
+        "gray to a colour model": (_png(gray), "image/png", 422, "1-channel image; expected 3 channels"),
+        "16-bit gray": (_png(gray.astype(np.uint16) * 257), "image/png", 422, "1-channel image; expected 3"),
         "invalid json": ("{not json", "application/json", 400, "invalid JSON"),
         "invalid base64": ('{"image": "***"}', "application/json", 400, "not valid base64"),
         "json without image": ('{"picture": "x"}', "application/json", 400, 'string field "image"'),
