@@ -19,8 +19,10 @@ from tests.project import BUSY, run, tiny_project
 from unetpp.nn.checkpoint import load_checkpoint
 
 
-def _trained(tmp_path: Path, name: str, kind: Callable[[Path], list[str]], budget: float) -> tuple[dict, dict]:
-    """`dvc repro train` on a generated folder set with only source, path and class names changed (and a
+def _trained(
+    tmp_path: Path, name: str, kind: Callable[[Path], list[str]], budget: float, stage: str = "train"
+) -> tuple[dict, dict]:
+    """`dvc repro <stage>` on a generated folder set with only source, path and class names changed (and a
     short budget); plans.json and train.json's best epoch."""
     source = tmp_path / name
     names = kind(source)
@@ -31,14 +33,15 @@ def _trained(tmp_path: Path, name: str, kind: Callable[[Path], list[str]], budge
             "data": {"source": "folder", "path": str(source)},
             "validate": {"min_train": 2},
             "train": {"budget_tflop": budget},  # a short run; every recipe value stays `auto`
+            "evaluate": {"repeats": 2, "warmup": 1},
         }
     )
     assert raw["model"]["in_channels"] == "auto"
     assert all(raw["train"][k] == "auto" for k in ("epochs", "batch_size", "step_size", "ema_decay"))
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
-    done = run(["dvc", "repro", "train"], project)
+    done = run(["dvc", "repro", stage], project)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    plan = json.loads((project / "plans.json").read_text())
+    plan = json.loads((project / "plans.json").read_text()) | {"project": project}
     return plan, json.loads((project / "metrics/train.json").read_text())["best"]
 
 
@@ -68,10 +71,15 @@ def test_raw_16bit_frames_learn_as_well_as_their_8bit_stretched_copies(tmp_path:
 @pytest.mark.slow
 @pytest.mark.timeout(BUSY)
 def test_a_target_in_the_second_channel_only_is_learned(tmp_path: Path) -> None:
-    plan, best = _trained(tmp_path, "wells", lambda root: two_channel(root, count=10, side=128), 10.0)
+    """Through `test`: the selected, pruned model carries the 2-channel reading and scores the held-out
+    split as served, at the source resolution."""
+    plan, best = _trained(tmp_path, "wells", lambda root: two_channel(root, count=10, side=128), 10.0, "test")
     assert plan["fingerprint"]["channels"] == [2] and len(plan["fingerprint"]["intensity"]) == 2
-    assert plan["recipe"]["in_channels"]["value"] == 2
-    assert best["dice_target"] > 0.8, best
+    assert plan["recipe"]["in_channels"]["value"] == 2 and best["dice_target"] > 0.8, best
+    _, meta = load_checkpoint(plan["project"] / "models/pruned/model.pt")
+    assert meta["intensity"] == plan["recipe"]["intensity"]["value"]
+    held_out = json.loads((plan["project"] / "metrics/test.json").read_text())
+    assert held_out["intensity"] == meta["intensity"] and held_out["dice_target"]["mean"] > 0.8, held_out
 
 
 @pytest.mark.slow

@@ -36,3 +36,10 @@ def test_clipping_keeps_hot_pixels_from_setting_the_scale() -> None:
     cold = torch.from_numpy(hot[..., 0] != 65_535)
     assert torch.allclose(clipped.tensor(hot)[0][cold], clipped.tensor(frame)[0][cold], atol=0.1)
     assert Intensity(1, 1).tensor(hot)[0][cold].std() < 0.2  # unclipped: the hot pixels take the variance
+
+
+def test_a_checkpoint_carries_its_reading_and_older_ones_read_rgb() -> None:
+    assert Intensity.of({"intensity": Intensity(2, 2, (0.5, 99.5)).as_dict()}, 2) == Intensity(2, 2, (0.5, 99.5))
+    assert Intensity.of({}, 3) == Intensity(3, 3) and Intensity.of({}, 1) == Intensity(3, 1)
+    with pytest.raises(UserError, match="its network takes 3"):
+        Intensity.of({"intensity": Intensity(2, 2).as_dict()}, 3)

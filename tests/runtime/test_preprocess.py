@@ -61,3 +61,5 @@ def test_resizing_keeps_the_source_dtype_and_values() -> None:
     half = resize_image(frame, (32, 24))
     assert half.dtype == np.uint16 and half.shape == (32, 24, 2)
     assert abs(float(half.mean()) - float(frame.mean())) < 2 and len(np.unique(half)) > 100
+    extreme = np.full((4, 4, 1), np.iinfo(np.int32).max, np.int32)
+    assert resize_image(extreme, 2).dtype == np.float32 and resize_image(extreme, 2).min() > 2e9  # no wrap-around

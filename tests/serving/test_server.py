@@ -179,7 +179,7 @@ def test_bad_input_gets_a_clear_4xx_and_the_worker_carries_on(served: Server) ->
         "truncated jpeg": (jpg.getvalue()[:300], "image/jpeg", 400, "not a readable image"),
         "too many pixels": (_png(np.zeros((600, 600), np.uint8)), "image/png", 413, "over the limit"),
         "too many bytes": (_png(noise), "image/png", 413, "over the limit"),
-        "a volume": (_tiff(np.zeros((20, 30, 40), np.uint16)), "image/tiff", 415, "expected a 2-D image with 1 to"),
+        "a stack": (_tiff(np.zeros((20, 30, 40), np.uint16)), "image/tiff", 415, "expected a 2-D image with 1 to"),
         "gray to a colour model": (_png(gray), "image/png", 422, "1-channel image; expected 3 channels"),
         "16-bit gray": (_png(gray.astype(np.uint16) * 257), "image/png", 422, "1-channel image; expected 3"),
         "invalid json": ("{not json", "application/json", 400, "invalid JSON"),

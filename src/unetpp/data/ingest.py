@@ -41,8 +41,11 @@ def object_diameters(mask: np.ndarray) -> list[float]:
 
 
 def sha256(arr: np.ndarray) -> str:
-    """The hash the manifest keeps of a prepared array (the test stage checks its sources against it)."""
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+    """The hash the manifest keeps of a prepared array, its dtype and shape with its bytes (the test stage
+    checks its sources against it)."""
+    h = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
+    h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
 
 
 def prepare_sample(raw: RawSample, params: Params, samples_dir: Path) -> dict[str, Any]:

@@ -151,7 +151,7 @@ def _assign_missing(samples: list[RawSample], p: DataParams) -> list[RawSample]:
 def _drishti_loader(img: Path, masks: list[Path], threshold: float) -> Callable[[], Loaded]:
     def load() -> Loaded:
         image, channels, dtype, bits = _image(img)
-        soft = [to_label(read_array(m)) for m in masks]
+        soft = [to_label(read_array(m), m) for m in masks]
         if soft[0].shape != soft[1].shape:
             raise ImageReadError(f"{masks[1]}: size {soft[1].shape} differs from {masks[0]} {soft[0].shape}")
         top = 65535 if max(int(s.max()) for s in soft) > 255 else 255
@@ -201,7 +201,7 @@ def _folder_loader(img: Path, mask: Path, p: DataParams) -> Callable[[], Loaded]
         image, channels, dtype, bits = _image(img)
         if not mask.is_file():
             raise ImageReadError(f"{mask}: mask not found for image {img.name} (masks are matched by file stem)")
-        labels = to_label(read_array(mask))
+        labels = to_label(read_array(mask), mask)
         values = sorted(int(v) for v in np.unique(labels))
         cfg = p.folder
         if cfg.mask_mode == "labels":
@@ -234,6 +234,10 @@ READERS: dict[str, Callable[[DataParams], list[RawSample]]] = {
 }
 
 
-def to_label(arr: np.ndarray) -> np.ndarray:
-    """A 2-D integer label map from a decoded mask file (colour masks: their first channel)."""
-    return arr[..., 0].astype(np.int64)
+def to_label(arr: np.ndarray, path: Path) -> np.ndarray:
+    """A 2-D integer label map from a decoded mask file (colour masks: their first channel); a float mask
+    with fractional values (a soft map) is refused, not truncated."""
+    first = arr[..., 0]
+    if first.dtype.kind == "f" and not np.array_equal(first, np.round(first)):
+        raise ImageReadError(f"{path}: a mask with fractional values; expected integer labels (0 and 1, 255, ...)")
+    return first.astype(np.int64)

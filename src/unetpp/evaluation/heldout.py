@@ -107,6 +107,7 @@ def heldout(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path,
         "arch": selected["arch"],
         "variant": f"L{selected['level']} {selected['mode']}" + (f" + mirroring {list(flips)}" if flips else ""),
         "geometry": model.geometry.as_dict(),
+        "intensity": model.intensity.as_dict(),
         "cases": len(rows),
         **summarize(rows, names),
     }

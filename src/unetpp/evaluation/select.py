@@ -70,7 +70,7 @@ def select(params: Params, metrics_dir: Path, models_dir: Path) -> dict[str, Any
     arch = "unetpp_pruned" if meta["arch"] == "unetpp" else "unet_inference"
     out = models_dir / "pruned"
     size = meta["image_size"]
-    kept = {k: meta[k] for k in ("class_names", "image_size", "geometry") if k in meta}
+    kept = {k: meta[k] for k in ("class_names", "image_size", "geometry", "intensity") if k in meta}
     tta = list(chosen.get("tta_flips") or [])
     atomic_save(model_payload(pruned, arch, **kept, tta_flips=tta), out / "model.pt")
     selected = dict(

@@ -42,10 +42,10 @@ def intensity(prepared: Path, ids: list[str], limit: int = 64) -> list[dict[str,
             if c == len(pooled):
                 pooled.append([])
                 tails.append([])
-            values = image[..., c].ravel()
-            values = values[:: max(1, values.size // PIXELS_PER_IMAGE)].astype(np.float64)
-            lo, hi = np.percentile(values, (0.5, 99.5))
-            tails[c].append(max(values.max() - hi, lo - values.min()) / max(hi - lo, 1e-12))
+            channel = image[..., c]
+            values = channel.ravel()[:: max(1, channel.size // PIXELS_PER_IMAGE)].astype(np.float64)
+            lo, hi = np.percentile(values, (0.5, 99.5))  # the extremes from every pixel: hot pixels are few
+            tails[c].append(max(float(channel.max()) - hi, lo - float(channel.min())) / max(hi - lo, 1e-12))
             pooled[c].append(values)
     out = []
     for values, tail in zip(pooled, tails, strict=True):

@@ -26,7 +26,7 @@ def read_array(path: Path) -> np.ndarray:
     return decode_image(path.read_bytes(), str(path))
 
 
-MAX_CHANNELS = 16  # more than this on the smallest axis is a volume or a time series, not a 2-D image
+MAX_CHANNELS = 16  # more channels than this in a 2-D image are refused (a stack mislabelled, most likely)
 DTYPES = (np.uint8, np.uint16, np.int16, np.uint32, np.int32, np.float32)
 
 
@@ -34,29 +34,27 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int | None = None
     """Image bytes (files and HTTP bodies share it) to (H, W, C) with the values and channels as stored.
 
     Nothing is quantized or dropped but what the file declares as transparency: an alpha channel
-    (PNG's RGBA/LA, TIFF's ExtraSamples 1 or 2) is removed; every other channel is data (a 4-channel
-    microscopy TIFF keeps 4). TIFFs stored channel-first (C, H, W), as microscopes write them, are
-    moved to channels-last. `name` goes into errors; `max_pixels` refuses larger images from their
-    header, before their pixels are decoded.
+    (PNG's RGBA/LA, a palette's transparency, TIFF ExtraSamples 1 or 2) is removed; every other channel
+    is data (a 4-channel microscopy TIFF keeps 4). TIFF axes are read from the file (`_tiff`). `name`
+    goes into errors; `max_pixels` refuses larger images from their header, before their pixels are
+    decoded.
     """
     try:
         if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
             arr = _tiff(data, name, max_pixels)
         else:
+            _refuse_deep_colour_png(data, name)
             with Image.open(io.BytesIO(data)) as img:
                 _check_pixels(name, img.size[::-1], max_pixels)
                 img.load()
-                arr = _without_alpha(np.asarray(_plain(img)), img.mode)
+                plain = _plain(img)
+                arr = _without_alpha(np.asarray(plain), plain.mode)
     except ImageReadError:
         raise
     except Exception as err:  # Pillow and tifffile raise many types for bad bytes
         raise ImageReadError(f"{name}: not a readable image ({type(err).__name__}: {err})") from None
     if arr.ndim == 2:
         arr = arr[..., None]
-    if arr.ndim != 3 or arr.shape[-1] > MAX_CHANNELS:
-        raise UnsupportedImage(
-            f"{name}: expected a 2-D image with 1 to {MAX_CHANNELS} channels; got an array of shape {arr.shape}"
-        )
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8)
     if arr.dtype == np.float64:
@@ -67,21 +65,49 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int | None = None
 
 
 def _tiff(data: bytes, name: str, max_pixels: int | None) -> np.ndarray:
-    """A TIFF's first image as (H, W) or (H, W, C), declared alpha dropped; its size checked from the header."""
+    """A TIFF's first series as (H, W, C), by the axes the file declares (tifffile's `series.axes`).
+
+    `YX` is gray, `YXS` channels-last; `SYX` (planar samples) and `CYX` (channels, as ImageJ and
+    microscopes write them) are moved to channels-last; a leading `Q`/`I` (pages with no declared
+    meaning, as a plain multi-page TIFF) is read as channels when there are at most `MAX_CHANNELS`; `Z`
+    or `T` (a volume, a time series) and anything else are refused. Size and channels are checked from
+    the header, before decoding; declared alpha samples are dropped.
+    """
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
         series = tif.series[0]
-        first = len(series.shape) == 3 and series.shape[0] <= MAX_CHANNELS and series.shape[0] < min(series.shape[1:])
-        _check_pixels(name, series.shape[1:] if first else series.shape[:2], max_pixels)
+        axes, shape = series.axes, tuple(int(n) for n in series.shape)
+        if axes not in ("YX", "YXS") and not (len(axes) == 3 and axes[0] in "SCQI" and axes.endswith("YX")):
+            raise UnsupportedImage(
+                f"{name}: a TIFF with axes {axes} {shape}; expected a 2-D image (YX, YXS, or channels first: CYX)"
+            )
+        channels = shape[axes.index("S")] if "S" in axes else (shape[0] if len(axes) == 3 else 1)
+        _check_pixels(name, (shape[axes.index("Y")], shape[axes.index("X")]), max_pixels)
+        if channels > MAX_CHANNELS:
+            raise UnsupportedImage(
+                f"{name}: {channels} channels ({axes} {shape}); expected a 2-D image with 1 to {MAX_CHANNELS} channels"
+            )
         arr = series.asarray()
-        alpha = any(int(s) in (1, 2) for s in (tif.pages[0].extrasamples or ()))
-    if first:
-        arr = np.moveaxis(arr, 0, -1)  # stored channel-first (C, H, W)
-    return arr[..., :-1] if alpha and arr.ndim == 3 else arr
+        declared = [int(s) for s in (tif.pages[0].extrasamples or ())]
+    if len(axes) == 3 and axes[0] != "Y":
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.ndim == 3 and declared:  # ExtraSamples describe the last len(declared) samples
+        first = arr.shape[-1] - len(declared)
+        arr = arr[..., [c for c in range(arr.shape[-1]) if c < first or declared[c - first] not in (1, 2)]]
+    return arr
+
+
+def _refuse_deep_colour_png(data: bytes, name: str) -> None:
+    """Pillow reads a 16-bit colour PNG at 8 bits: refuse it rather than lose its values silently."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and data[24] == 16 and data[25] in (2, 6):
+        raise UnsupportedImage(
+            f"{name}: a 16-bit colour PNG (Pillow would read it at 8 bits); expected it as a 16-bit TIFF "
+            "(e.g. tifffile.imwrite), which keeps every value"
+        )
 
 
 def _without_alpha(arr: np.ndarray, mode: str) -> np.ndarray:
-    """Pillow's RGBA/LA/PA: the colour channels alone (alpha in these formats is transparency, not data)."""
-    return arr[..., :-1] if mode in ("RGBA", "LA", "PA", "La", "RGBa") and arr.ndim == 3 else arr
+    """RGBA / LA (as Pillow reads them): the colour channels alone (alpha in these formats is transparency)."""
+    return arr[..., :-1] if mode in ("RGBA", "LA", "La", "RGBa") and arr.ndim == 3 else arr
 
 
 class ImageTooLarge(ImageReadError):
@@ -94,8 +120,8 @@ class UnsupportedImage(ImageReadError):
 
 def _plain(img: Image.Image) -> Image.Image:
     """Palette and CMYK images as RGB(A); 32-bit integer gray as 16-bit; other modes as stored."""
-    if img.mode == "P":
-        return img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("P", "PA"):
+        return img.convert("RGBA" if "transparency" in img.info or img.mode == "PA" else "RGB")
     if img.mode == "CMYK":
         return img.convert("RGB")
     if img.mode in ("I", "I;16B"):
@@ -121,12 +147,14 @@ def bit_depth(arr: np.ndarray) -> int:
 
 
 def display_rgb8(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 for overlays and plots only, never fed to a model: the first three channels (one or
-    two: the first as gray); 8-bit as stored, any other dtype stretched per channel between its own 0.5th
-    and 99.5th percentiles."""
-    shown = image[..., :3] if image.shape[-1] >= 3 else image[..., :1]
+    """(H, W, 3) uint8 for overlays and plots only, never fed to a model: the first three channels (one:
+    gray; two: red and green); 8-bit as stored, any other dtype stretched per channel between its own
+    0.5th and 99.5th percentiles."""
+    shown = image[..., :3]
     if shown.dtype != np.uint8:
         lo, hi = np.percentile(shown.reshape(-1, shown.shape[-1]), (0.5, 99.5), axis=0)
         scaled = (shown.astype(np.float32) - lo) / np.maximum(hi - lo, 1e-6)
         shown = np.clip(scaled * 255 + 0.5, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(np.repeat(shown, 3, axis=-1) if shown.shape[-1] == 1 else shown)
+    if shown.shape[-1] == 1:
+        return np.ascontiguousarray(np.repeat(shown, 3, axis=-1))
+    return np.dstack([shown, np.zeros((*shown.shape[:2], 3 - shown.shape[-1]), np.uint8)])

@@ -62,14 +62,22 @@ class Intensity:
         return convert_to_tensor(_normalize(x), track_meta=False)  # a plain tensor, not MONAI's MetaTensor
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As plans.json and a checkpoint hold it (lists, not tuples: the two compare equal)."""
+        return asdict(self) | {"clip": None if self.clip is None else list(self.clip)}
 
     @classmethod
     def of(cls, meta: dict[str, Any], in_channels: int) -> Intensity:
-        """A checkpoint's rule; checkpoints from before the plan chose one took RGB (8-bit) images, standardised."""
+        """A checkpoint's rule, checked against its network's `in_channels`. Checkpoints from before the plan
+        chose one took RGB images (a 1-channel network: their luma), standardised: read so (a gray request,
+        which they took as RGB, now gets 422)."""
         got = meta.get("intensity") or {"channels": RGB.channels, "in_channels": in_channels}
         clip = got.get("clip")
-        return cls(int(got["channels"]), int(got["in_channels"]), None if clip is None else tuple(map(float, clip)))
+        reading = cls(int(got["channels"]), int(got["in_channels"]), None if clip is None else tuple(map(float, clip)))
+        if reading.in_channels != in_channels:
+            raise UserError(
+                f"the checkpoint reads images to {reading.in_channels} channels; its network takes {in_channels}"
+            )
+        return reading
 
 
 _normalize = NormalizeIntensity(channel_wise=True)

@@ -20,15 +20,16 @@ def _hw(size: Shape) -> tuple[int, int]:
 
 
 def resize_image(image: np.ndarray, size: Shape) -> np.ndarray:
-    """(H, W, C) of any dtype to (size, size, C) or (*size, C) of the same dtype: bilinear, antialiased when
-    shrinking, each channel in float32 (Pillow's "F" mode: 16-bit values are not squeezed into 8), integer
-    sources rounded back to their dtype."""
+    """(H, W, C) to (size, size, C) or (*size, C): bilinear, antialiased when shrinking, each channel in
+    float32 (Pillow's "F" mode: 16-bit values are not squeezed into 8); 8- and 16-bit integer sources
+    rounded back to their dtype (float32 holds them exactly), 32-bit ones kept in float32 (their dtype
+    could not hold a rounded float32 at its extremes)."""
     h, w = _hw(size)
     if image.shape[:2] == (h, w):
         return image
     planes = [Image.fromarray(np.ascontiguousarray(image[..., c], np.float32)) for c in range(image.shape[-1])]
     out = np.stack([np.asarray(p.resize((w, h), Image.BILINEAR)) for p in planes], axis=-1)
-    if image.dtype.kind in "ui":
+    if image.dtype.kind in "ui" and image.dtype.itemsize <= 2:
         info = np.iinfo(image.dtype)
         return np.clip(np.rint(out), info.min, info.max).astype(image.dtype)
     return out
