@@ -92,6 +92,7 @@ def test_a_2channel_16bit_model_answers_over_http(tmp_path_factory: pytest.TempP
     TIFF as the in-process code does, channels-last too; an RGB request gets 422 naming both counts."""
     root = tmp_path_factory.mktemp("wells")
     names = two_channel(root / "source", count=10, side=64)
+    (root / "repo").mkdir()
     project = make_project(
         root / "repo",
         {"model": {"class_names": names}, "data": {"source": "folder", "path": str(root / "source")}},
@@ -99,11 +100,12 @@ def test_a_2channel_16bit_model_answers_over_http(tmp_path_factory: pytest.TempP
     with serve_champion(project, intensity=Intensity(2, 2)) as server:
         _, meta = load_archive(server.newest_archive())
         assert meta["intensity"] == {"channels": 2, "in_channels": 2, "clip": None}  # the archive carries it
-        stored = tifffile.imread(root / "source" / "images" / "well03.tif")  # (2, H, W) uint16
-        _matches_in_process(
-            server, np.moveaxis(stored, 0, -1), (root / "source" / "images" / "well03.tif").read_bytes()
-        )
-        _matches_in_process(server, np.moveaxis(stored, 0, -1), _tiff(np.moveaxis(stored, 0, -1)))
+        file = root / "source" / "images" / "well03.tif"
+        image = np.moveaxis(tifffile.imread(file), 0, -1)  # stored (2, H, W) uint16
+        _matches_in_process(server, image, file.read_bytes())
+        contiguous = io.BytesIO()  # channels-last samples (YXS)
+        tifffile.imwrite(contiguous, image, photometric="minisblack", planarconfig="contig")
+        _matches_in_process(server, image, contiguous.getvalue())
         refused = _post(server, _png(_fundus(1, 64)))
         assert refused.status_code == 422 and "3-channel image; expected 2 channels" in refused.json()["error"]
 
