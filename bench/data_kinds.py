@@ -8,7 +8,7 @@ Kinds:
 - `specks`: 12 RGB 1024x1024 images, 8-20 small dark targets of 8-14 px on a textured, unevenly lit
   background (large images, small targets: the plan trains on patches).
 - `unrelated`: 24 fundus photographs whose disc masks belong to other images (the learning guard's case).
-- `offset16`: 14 raw 16-bit camera frames of 160x160 (offset near 33,000 counts, objects a few hundred
+- `offset16`: 20 raw 16-bit camera frames of 160x160 (offset near 33,000 counts, objects a few hundred
   above it, a few hot pixels); `offset16_png`: the same frames contrast-stretched to 8-bit PNGs.
 - `two_channel`: 14 2-channel 16-bit TIFFs stored channel-first, the target in the second channel alone.
 

@@ -78,7 +78,7 @@ def _blobs(rng: np.random.Generator, side: int, count: int, radius: tuple[float,
     return mask
 
 
-def offset16(root: Path, count: int = 14, side: int = 160, stretched: bool = False) -> list[str]:
+def offset16(root: Path, count: int = 20, side: int = 160, stretched: bool = False) -> list[str]:
     """Raw 16-bit camera frames as a fluorescence microscope writes them: a camera offset near 33,000
     counts, shot noise, objects a few hundred counts above it (12-20 blobs) and a few hot pixels; binary masks
     0/255. `stretched`: the same frames contrast-stretched to 8-bit PNGs (each between its own 0.1st and

@@ -59,8 +59,8 @@ def test_raw_16bit_frames_learn_as_well_as_their_8bit_stretched_copies(tmp_path:
     """A camera offset near 33,000 with objects a few hundred counts above: scaled by the container's bit
     depth to 8 bits these frames kept 2-3 grey levels of signal; read in the source's units they train
     like a contrast-stretched 8-bit copy."""
-    raw16, best16 = _trained(tmp_path, "raw", lambda root: offset16(root, count=10, side=128), 10.0)
-    raw8, best8 = _trained(tmp_path, "png", lambda root: offset16(root, count=10, side=128, stretched=True), 10.0)
+    raw16, best16 = _trained(tmp_path, "raw", lambda root: offset16(root, count=20, side=128), 10.0)
+    raw8, best8 = _trained(tmp_path, "png", lambda root: offset16(root, count=20, side=128, stretched=True), 10.0)
     fp = raw16["fingerprint"]
     assert fp["dtype"] == ["uint16"] and 32_000 < fp["intensity"][0]["p50"] < 34_000  # the source's units
     assert raw16["recipe"]["intensity"]["value"]["clip"] == [0.5, 99.5]  # its hot pixels
