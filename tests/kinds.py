@@ -80,14 +80,15 @@ def _blobs(rng: np.random.Generator, side: int, count: int, radius: tuple[float,
 
 def offset16(root: Path, count: int = 20, side: int = 160, stretched: bool = False) -> list[str]:
     """Raw 16-bit camera frames as a fluorescence microscope writes them: a camera offset near 33,000
-    counts, shot noise, objects a few hundred counts above it (12-20 blobs) and a few hot pixels; binary masks
-    0/255. `stretched`: the same frames contrast-stretched to 8-bit PNGs (each between its own 0.1st and
-    99.9th percentiles), what a user would export to work around an 8-bit pipeline. Returns the class names."""
+    counts, shot noise, objects a few hundred counts above it (12-20 blobs per 160 x 160 px) and a few hot
+    pixels; binary masks 0/255. `stretched`: the same frames contrast-stretched to 8-bit PNGs (each between
+    its own 0.1st and 99.9th percentiles), what a user would export to work around an 8-bit pipeline.
+    Returns the class names."""
     for sub in ("images", "masks"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     for i in range(count):
         rng = np.random.default_rng(3000 + i)
-        mask = _blobs(rng, side, int(rng.integers(12, 21)), (5, 9))
+        mask = _blobs(rng, side, max(2, round(rng.integers(12, 21) * (side / 160) ** 2)), (5, 9))  # per 160 px
         signal = ndimage.gaussian_filter(mask * rng.uniform(250, 450), 1.0)
         frame = 33_000 + signal + rng.normal(0, 45, (side, side))
         frame[rng.integers(0, side, 4), rng.integers(0, side, 4)] = 65_535  # hot pixels
