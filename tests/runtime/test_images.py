@@ -4,6 +4,8 @@ where the format declares it."""
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -74,14 +76,23 @@ def test_declared_alpha_is_dropped_and_undeclared_channels_kept() -> None:
     assert decode_image(palette.getvalue()).shape == (20, 30, 3)
 
 
-def test_a_16bit_colour_png_is_refused_rather_than_cut_to_8_bits() -> None:
-    png = bytearray(io.BytesIO().getvalue())
-    buf = io.BytesIO()
-    Image.fromarray(RNG.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(buf, format="PNG")
-    png = bytearray(buf.getvalue())
-    png[24] = 16  # the IHDR bit depth of a 48-bit RGB PNG (Pillow would read its samples at 8 bits)
-    with pytest.raises(UnsupportedImage, match="16-bit colour PNG"):
-        decode_image(bytes(png))
+def _png16(colour_type: int, channels: int) -> bytes:
+    """A valid 16-bit PNG of 4 x 4 px written by hand (Pillow cannot write one with colour or alpha)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    samples = RNG.integers(0, 65535, (4, 4 * channels), dtype=np.uint16).astype(">u2")
+    rows = b"".join(b"\x00" + row.tobytes() for row in samples)  # filter type 0, then the row's samples
+    header = struct.pack(">IIBBBBB", 4, 4, 16, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(("colour_type", "channels"), [(2, 3), (4, 2), (6, 4)])
+def test_a_16bit_png_with_colour_or_alpha_is_refused_rather_than_cut_to_8_bits(colour_type: int, channels: int) -> None:
+    with pytest.raises(UnsupportedImage, match="16-bit PNG with colour or alpha"):
+        decode_image(_png16(colour_type, channels))
+    assert decode_image(_png16(0, 1)).dtype == np.uint16  # 16-bit gray is read in full
 
 
 def test_float_images_are_read_and_volumes_refused(tmp_path: Path) -> None:

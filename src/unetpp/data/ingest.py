@@ -65,7 +65,7 @@ def prepare_sample(raw: RawSample, params: Params, samples_dir: Path) -> dict[st
         row["error"] = str(err)
         return row
     size, source_masks = params.data.image_size, loaded.masks
-    image = resize_image(loaded.image, size)  # every channel, the source's values and dtype
+    image = resize_image(loaded.image, size)  # every channel, the source's values (8/16-bit: its dtype)
     masks = resize_masks(source_masks, size)
     if raw.split != "test":  # test is scored from its source files by the `test` stage alone
         # the whole image at data.image_size, and the source resolution for a plan that trains on patches

@@ -97,11 +97,12 @@ def _tiff(data: bytes, name: str, max_pixels: int | None) -> np.ndarray:
 
 
 def _refuse_deep_colour_png(data: bytes, name: str) -> None:
-    """Pillow reads a 16-bit colour PNG at 8 bits: refuse it rather than lose its values silently."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and data[24] == 16 and data[25] in (2, 6):
+    """Pillow reads a 16-bit PNG with colour or alpha (IHDR colour types 2, 4, 6) at 8 bits: refuse it rather
+    than lose its values silently (16-bit gray, type 0, is read in full)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and data[24] == 16 and data[25] in (2, 4, 6):
         raise UnsupportedImage(
-            f"{name}: a 16-bit colour PNG (Pillow would read it at 8 bits); expected it as a 16-bit TIFF "
-            "(e.g. tifffile.imwrite), which keeps every value"
+            f"{name}: a 16-bit PNG with colour or alpha (Pillow would read it at 8 bits); expected it as a 16-bit "
+            "TIFF (e.g. tifffile.imwrite), which keeps every value"
         )
 
 

@@ -1,7 +1,7 @@
 """The one resampling, shared by ingest, the training dataset, evaluation and the served handler.
 
 An image as decoded, (H, W, C) in its source's dtype, is resampled to the plan's grid by `resize_image`
-(values kept: an integer source stays in its dtype, 16-bit stays 16-bit) and then read by the plan's
+(values kept: 8/16-bit sources stay in their dtype, 32-bit ones become float32) and then read by the plan's
 intensity rule (`unetpp.runtime.intensity.Intensity.tensor`) into the float tensor the network sees.
 `unetpp.runtime.geometry.network_input` is both steps, for a request. Masks are resized by
 `resize_masks` with the image's own filter, so their boundaries stay where the image's are.

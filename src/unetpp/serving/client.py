@@ -11,7 +11,7 @@ from unetpp.errors import UserError
 from unetpp.params import Params
 from unetpp.serving.server import Server
 
-REFUSED = (400, 413, 415)  # the handler refused the image itself (see unetpp.runtime.payload)
+REFUSED = (400, 413, 415, 422)  # the handler refused the image itself (see unetpp.runtime.payload)
 CONTENT_TYPES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
