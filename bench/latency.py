@@ -29,6 +29,7 @@ from unetpp.evaluation.profile import count_flops
 from unetpp.nn.networks import LEVELS, MODES, UNetPlusPlus
 from unetpp.runtime.geometry import Geometry, network_input
 from unetpp.runtime.inference import optimize_for_inference, run_inference
+from unetpp.runtime.intensity import RGB
 from unetpp.training.losses import DeepSupervisionLoss
 
 TARGETS = {"L3/L4": 0.62, "L2/L4": 0.33, "L1/L4": 0.14, "L4/MONAI fp32": 0.70, "L4/MONAI bf16": 0.40}
@@ -64,7 +65,7 @@ def trained_model(widths: list[int], size: int, steps: int) -> UNetPlusPlus:
 def fundus_batch(size: int, indices: range) -> tuple[torch.Tensor, torch.Tensor]:
     """Generated fundus photographs (the embedded data's generator, its own seed) as input and masks."""
     samples = [generate_fundus(i, size, seed=7) for i in indices]
-    x = torch.stack([network_input(s.image, Geometry("whole", size), 3) for s in samples])
+    x = torch.stack([network_input(s.image, Geometry("whole", size), RGB) for s in samples])
     return x, torch.stack([torch.from_numpy(s.masks).float() for s in samples])
 
 
