@@ -130,11 +130,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_select(args: argparse.Namespace) -> None:
-    """Choose the fastest level and mode within the Dice tolerance; export it; log it to MLflow."""
+    """Choose the fastest level and mode within the Dice tolerance; fit its guard; export it; log it to MLflow."""
     from unetpp.evaluation.select import select
 
-    selected = select(load_params(args.params), Path(args.metrics), Path(args.models))
+    selected = select(load_params(args.params), Path(args.prepared), Path(args.metrics), Path(args.models))
     print(f"selected L{selected['level']} {selected['mode']}: {selected['reason']}")
+    guard = selected["guard"]
+    print(
+        f"guard (val): confidence by {guard['estimator']}, low under {guard['low_confidence_below']}; "
+        f"out of distribution over Mahalanobis {guard['ood_threshold']:.2f} ({guard['features']} features)"
+    )
 
 
 def cmd_test(args: argparse.Namespace) -> None:
@@ -245,7 +250,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], dict[str, str]]]
         cmd_evaluate,
         {"--prepared": "data/prepared", "--models": "models", "--metrics": "metrics", "--plots": "plots"},
     ),
-    "select": (cmd_select, {"--metrics": "metrics", "--models": "models"}),
+    "select": (cmd_select, {"--prepared": "data/prepared", "--metrics": "metrics", "--models": "models"}),
     "test": (
         cmd_test,
         {"--prepared": "data/prepared", "--models": "models", "--metrics": "metrics", "--reports": "reports"},

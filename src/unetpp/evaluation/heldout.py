@@ -23,6 +23,8 @@ from PIL import Image
 from unetpp.data.ingest import load_manifest, sha256
 from unetpp.data.sources import READERS, RawSample
 from unetpp.errors import UserError
+from unetpp.evaluation.foreign import KINDS, foreign
+from unetpp.evaluation.guard import risk_figures
 from unetpp.evaluation.plots import overlay_grid
 from unetpp.evaluation.served import Case, ServedModel, per_case_dice, score_cases, summarize
 from unetpp.params import Params
@@ -51,6 +53,37 @@ def unchanged(sample: RawSample, image: np.ndarray, params: Params, hashes: dict
 
 
 WORST = 4  # test cases drawn in reports/test_worst.png
+FOREIGN_SOURCES = 8  # test images each foreign kind is made from
+
+
+def guard_figures(model: ServedModel, rows: list[dict[str, Any]], samples: list[RawSample], fitted: dict) -> dict:
+    """The shipped guard on the test split and on the foreign set made from its first images: per estimator
+    and class AURC, failure AUROC (Dice under val's failure Dice) and error as a Dice estimate; the share of
+    answers flagged low-confidence; the share flagged out of distribution, test against each foreign kind."""
+    if model.guard is None:
+        raise UserError("models/pruned/model.pt holds no guard; run `unetpp select` (or `dvc repro select`) again")
+    names, guard = model.names, model.guard
+    foreign_scores: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for k, sample in enumerate(samples[:FOREIGN_SOURCES]):
+        image = sample.load().image
+        for kind in KINDS:
+            seen = model.inspect([foreign(image, kind, seed=k)])[0]
+            foreign_scores[kind].append(guard.ood_score(seen.features))
+    flagged = {kind: float(np.mean(np.array(v) > 1.0)) for kind, v in foreign_scores.items()}
+    low = {c: float(np.mean([r[f"confidence_{c}"] < guard.low[c] for r in rows])) for c in names}
+    return {
+        "estimator": guard.estimator,
+        "failure_dice (val)": fitted["failure_dice"],
+        "test": risk_figures(rows, names, fitted["failure_dice"]),
+        "low_confidence_share": low,
+        "ood": {
+            "test_flagged": float(np.mean([r["ood_score"] > 1.0 for r in rows])),
+            "foreign_flagged": float(np.mean([s > 1.0 for v in foreign_scores.values() for s in v])),
+            "foreign_by_kind": flagged,
+            "foreign_sources": min(FOREIGN_SOURCES, len(samples)),
+            "alpha": fitted["ood_alpha"],
+        },
+    }
 
 
 def worst_cases(
@@ -111,6 +144,7 @@ def heldout(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path,
         "cases": len(rows),
         **summarize(rows, names),
     }
+    summary["guard"] = guard_figures(model, rows, samples, selected["guard"])
     worst = worst_cases(rows, samples, names, model)
     summary["worst_cases"] = [case[0] for case in worst]
     overlay_grid(worst, names, reports_dir / "test_worst.png", "test, worst cases by mean Dice")

@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from unetpp.evaluation.metrics import paired_difference
 from unetpp.evaluation.plots import plt
 
@@ -139,6 +141,65 @@ def curves_both(curves: dict[str, list[dict[str, str]]], path: Path) -> Path:
     return path
 
 
+def _maybe(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def confidence_table(tests: dict[str, dict[str, Any]], names: list[str]) -> list[str]:
+    """Markdown rows: per architecture, estimator and class, the confidence on the test split: AURC (with
+    the optimal and a random ranking's), failure AUROC, mean |confidence - Dice|; the shipped one in bold."""
+    head = "| model | estimator | class | AURC | optimal / random | failure AUROC (failures) | mean abs. error |"
+    lines = [head, "|---|---|---|---|---|---|---|"]
+    for arch, t in tests.items():
+        g = t["guard"]
+        for est, figures in g["test"].items():
+            label = f"**{g['estimator']} + val offset** (shipped)" if est == "shipped" else est
+            for c in names:
+                f = figures[c]
+                lines.append(
+                    f"| {ARCHS[arch]} | {label} | {c} | {f['aurc']:.4f} | {f['aurc_optimal']:.4f} / "
+                    f"{f['aurc_random']:.4f} | {_maybe(f['failure_auroc'])} ({f['failures']}) | {f['mae']:.4f} |"
+                )
+    return lines
+
+
+def ood_table(tests: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown rows: per architecture, the share flagged out of distribution: test split, every foreign kind."""
+    kinds = list(next(iter(tests.values()))["guard"]["ood"]["foreign_by_kind"])
+    lines = ["| model | test split | foreign, all | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 3)]
+    for arch, t in tests.items():
+        o = t["guard"]["ood"]
+        cells = [f"{o['test_flagged']:.0%}", f"{o['foreign_flagged']:.0%}"]
+        lines.append(
+            f"| {ARCHS[arch]} | " + " | ".join(cells + [f"{o['foreign_by_kind'][k]:.0%}" for k in kinds]) + " |"
+        )
+    return lines
+
+
+def risk_coverage_both(
+    reports: dict[str, Path], tests: dict[str, dict[str, Any]], names: list[str], path: Path
+) -> Path:
+    """Risk (1 - mean Dice) against coverage on the test split, each architecture's shipped confidence."""
+    from unetpp.evaluation.guard import risk_coverage
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for arch, folder in reports.items():
+        with (folder / "test_cases.csv").open() as fh:
+            rows = list(csv.DictReader(fh))
+        est = tests[arch]["guard"]["estimator"]
+        conf = np.array([np.mean([float(r[f"confidence_{est}_{c}"]) for c in names]) for r in rows])
+        dice = np.array([np.mean([float(r[f"dice_{c}"]) for c in names]) for r in rows])
+        coverage, risk = risk_coverage(conf, dice)
+        ax.plot(coverage, risk, label=f"{ARCHS[arch]} ({est})")
+        ax.plot(*risk_coverage(dice, dice), linestyle=":", label=f"{ARCHS[arch]} optimal")
+    ax.set(xlabel="coverage (most confident cases kept)", ylabel="risk: 1 - mean Dice", title="test split")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def report(runs: dict[str, tuple[Path, Path, Path]], names: list[str], out: Path) -> Path:
     """Write `out` (report.md) and its PNGs beside it from each architecture's (models, metrics, reports)
     folders; return the report's path."""
@@ -153,6 +214,7 @@ def report(runs: dict[str, tuple[Path, Path, Path]], names: list[str], out: Path
     folder.mkdir(parents=True, exist_ok=True)
     pareto_both(evals, folder / "report_pareto.png")
     curves_both(curves, folder / "report_curves.png")
+    risk_coverage_both({a: r for a, (_, _, r) in runs.items()}, tests, names, folder / "report_risk_coverage.png")
     worst = {arch: reports / "test_worst.png" for arch, (_, _, reports) in runs.items()}
     lines = [
         "# UNet++ against U-Net",
@@ -172,6 +234,27 @@ def report(runs: dict[str, tuple[Path, Path, Path]], names: list[str], out: Path
         "interval. An interval that excludes 0 is a difference these cases show.",
         "",
         *paired_table({arch: reports for arch, (_, _, reports) in runs.items()}, names),
+        "",
+        "## How far to trust an answer (test split; confidence on the network's grid)",
+        "",
+        "Each answer's confidence per class estimates its Dice (`unetpp.runtime.guard`): `agreement` of the "
+        "deep-supervision heads the variant holds, `soft_dice` of its probabilities, `combined` their mean. "
+        "The shipped one is the estimator with the lowest risk-coverage area on val, shifted by its median "
+        "offset from the real Dice on val (ranking kept, bias removed). AURC: mean risk (1 - Dice) over "
+        "coverages, keeping the most confident cases first (lower is better). A failure is a case under "
+        "the class's 10th-percentile Dice on val; AUROC: how well low confidence finds them (- where the "
+        "test split holds none). A one-head model (U-Net, L1) has no head agreement.",
+        "",
+        *confidence_table(tests, names),
+        "",
+        "![risk against coverage](report_risk_coverage.png)",
+        "",
+        "## Out-of-distribution flag (share of answers flagged)",
+        "",
+        "Mahalanobis distance of the bottleneck features to the train split's, flagged over the val split's "
+        "conformal 95% bound. The foreign set is made from the first test images (`unetpp.evaluation.foreign`).",
+        "",
+        *ood_table(tests),
         "",
         "## Validation split (source resolution, as served; what selected)",
         "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ import numpy as np
 import torch
 
 from unetpp.errors import UserError
+from unetpp.evaluation.guard import fit_guard
+from unetpp.evaluation.served import ServedModel
 from unetpp.nn.checkpoint import atomic_save, load_checkpoint, model_payload
 from unetpp.params import Params, SelectParams
 
@@ -59,20 +62,23 @@ def choose(rows: list[dict[str, Any]], policy: SelectParams) -> tuple[dict[str, 
     return chosen, reason
 
 
-def select(params: Params, metrics_dir: Path, models_dir: Path) -> dict[str, Any]:
-    """Choose, export to models/pruned/, write models/selected.json, log the model to MLflow."""
+def select(params: Params, prepared: Path, metrics_dir: Path, models_dir: Path) -> dict[str, Any]:
+    """Choose, fit the variant's guard, export to models/pruned/, write models/selected.json, log the model
+    to MLflow."""
     from unetpp import tracking
 
     rows = list(json.loads((metrics_dir / "eval.json").read_text()).values())
     chosen, reason = choose(rows, params.select)
     model, meta = load_checkpoint(models_dir / "best.pt")
-    pruned = model.prune(chosen["level"], chosen["mode"])
+    pruned = model.prune(chosen["level"], chosen["mode"], probes=True)
     arch = "unetpp_pruned" if meta["arch"] == "unetpp" else "unet_inference"
     out = models_dir / "pruned"
     size = meta["image_size"]
     kept = {k: meta[k] for k in ("class_names", "image_size", "geometry", "intensity") if k in meta}
     tta = list(chosen.get("tta_flips") or [])
-    atomic_save(model_payload(pruned, arch, **kept, tta_flips=tta), out / "model.pt")
+    payload = model_payload(pruned, arch, **kept, tta_flips=tta)
+    guard, fitted = fit_guard(ServedModel.of(copy.deepcopy(pruned), payload), prepared)
+    atomic_save(payload | {"guard": guard.as_meta()}, out / "model.pt")
     selected = dict(
         level=chosen["level"],
         mode=chosen["mode"],
@@ -82,6 +88,7 @@ def select(params: Params, metrics_dir: Path, models_dir: Path) -> dict[str, Any
         metrics=chosen,
         policy=params.select.model_dump(),
         weights=str(out / "model.pt"),
+        guard=fitted,
     )
 
     tracking.configure(params.tracking)

@@ -31,9 +31,10 @@ from unetpp.data.ingest import load_manifest
 from unetpp.evaluation.metrics import EPS, mean_with_interval
 from unetpp.nn.checkpoint import load_checkpoint
 from unetpp.runtime.geometry import Geometry
+from unetpp.runtime.guard import Guard, confidences
 from unetpp.runtime.inference import optimize_for_inference
 from unetpp.runtime.intensity import Intensity
-from unetpp.runtime.predict import probabilities, served_masks, tta_flips
+from unetpp.runtime.predict import Inspection, inspect, served_masks, tta_flips
 from unetpp.runtime.readout import probabilities_at, vertical_cdr
 
 FAILED_DICE = 0.5  # a case under this Dice for a class (or with nothing predicted) failed that class
@@ -57,6 +58,7 @@ class ServedModel:
     flips: tuple[int, ...]
     names: list[str]
     intensity: Intensity
+    guard: Guard | None = None
 
     @classmethod
     def load(cls, path: Path) -> ServedModel:
@@ -74,15 +76,29 @@ class ServedModel:
             tta_flips(meta) if flips is None else flips,
             list(meta["class_names"]),
             Intensity.of(meta, in_channels),
+            Guard.of(meta),
         )
 
-    def probabilities(self, images: list[np.ndarray]) -> list[torch.Tensor]:
-        """Per image, its probabilities on the network's grid (the handler's call)."""
-        return probabilities(self.module, images, self.geometry, self.intensity, self.flips)
+    def inspect(self, images: list[np.ndarray]) -> list[Inspection]:
+        """Per image, its probabilities on the network's grid and what the guard reads (the handler's call)."""
+        return inspect(self.module, images, self.geometry, self.intensity, self.flips)
 
     def masks(self, image: np.ndarray) -> np.ndarray:
         """The served masks of one decoded image."""
-        return served_masks(self.probabilities([image])[0], *image.shape[:2], self.names)
+        return served_masks(self.inspect([image])[0].probs, *image.shape[:2], self.names)
+
+    def guard_row(self, inspection: Inspection) -> dict[str, float]:
+        """Every raw confidence estimator per class (`confidence_<estimator>_<class>`) and, with a fitted
+        guard, what the answer carries: `confidence_<class>` and the out-of-distribution score."""
+        row = {
+            f"confidence_{e}_{c}": float(v)
+            for e, t in confidences(inspection).items()
+            for c, v in zip(self.names, t, strict=True)
+        }
+        if self.guard is not None:
+            row |= {f"confidence_{c}": v for c, v in self.guard.confidence(inspection, self.names).items()}
+            row["ood_score"] = self.guard.ood_score(inspection.features)
+        return row
 
 
 def prepared_cases(prepared: Path, split: str) -> Iterator[Case]:
@@ -134,15 +150,16 @@ Keep = Callable[[Case, np.ndarray], None]
 
 
 def score_cases(model: ServedModel, cases: Iterable[Case], batch: int = 1, keep: Keep | None = None) -> list[dict]:
-    """Per case: its id, size and `case_scores` + `bce` of the served masks; `keep(case, masks)` sees each
-    prediction (the test stage saves them). Whole-image models segment `batch` images per forward."""
+    """Per case: its id, size, `case_scores` + `bce` of the served masks and its `guard_row`; `keep(case,
+    masks)` sees each prediction (the test stage saves them). Whole-image models segment `batch` images per
+    forward."""
     rows: list[dict] = []
     pending: list[Case] = []
 
     def flush() -> None:
-        for case, probs in zip(pending, model.probabilities([c.image for c in pending]), strict=True):
+        for case, seen in zip(pending, model.inspect([c.image for c in pending]), strict=True):
             height, width = case.image.shape[:2]
-            full = probabilities_at(probs, height, width).cpu()
+            full = probabilities_at(seen.probs, height, width).cpu()
             pred = served_masks(full, height, width, model.names)
             if keep is not None:
                 keep(case, pred)
@@ -150,6 +167,7 @@ def score_cases(model: ServedModel, cases: Iterable[Case], batch: int = 1, keep:
                 {"id": case.id, "height": height, "width": width}
                 | case_scores(pred, case.masks, model.names)
                 | bce(full, case.masks, model.names)
+                | model.guard_row(seen)
             )
         pending.clear()
 

@@ -139,6 +139,17 @@ class NodeNet(nn.Module):
 
     def _run(self, x: Tensor, nodes: tuple[Node, ...], heads: tuple[int, ...]) -> list[Tensor]:
         """Compute `nodes` in order and return the logits of `heads`, cropped to the input size."""
+        h, w = x.shape[-2:]
+        feats = self._nodes(x, nodes)
+        return [self.heads[f"head_{k}"](feats[(0, k)])[..., :h, :w] for k in heads]
+
+    @property
+    def answer_heads(self) -> tuple[int, ...]:
+        """The heads whose mean is the answer (every head held, unless a pruned variant holds probes)."""
+        return self.head_ids
+
+    def _nodes(self, x: Tensor, nodes: tuple[Node, ...]) -> dict[tuple[int, int], Tensor]:
+        """Every node's features, computed in order on `x` padded to a multiple of `PAD_MULTIPLE`."""
         self._check_input(x)
         h, w = x.shape[-2:]
         x = F.pad(x, (0, (-w) % PAD_MULTIPLE, 0, (-h) % PAD_MULTIPLE))
@@ -150,7 +161,19 @@ class NodeNet(nn.Module):
                 up = self.ups[f"up_{i}_{j}"](feats[(i + 1, j - 1)])
                 inp = torch.cat([feats[(i, s)] for s in skips] + [up], dim=1)
             feats[(i, j)] = self.blocks[f"x_{i}_{j}"](inp)
-        return [self.heads[f"head_{k}"](feats[(0, k)])[..., :h, :w] for k in heads]
+        return feats
+
+    def guard_outputs(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """What the served guard reads, from one pass: the probabilities of every head held, (N, heads,
+        classes, H, W), and the deepest encoder node's features pooled to each channel's mean and standard
+        deviation, (N, 2 x width): the variant's bottleneck (X^{L,0} for level L: nothing is computed
+        that the variant does not compute anyway)."""
+        feats = self._nodes(x, self.nodes)
+        h, w = x.shape[-2:]
+        logits = [self.heads[f"head_{k}"](feats[(0, k)])[..., :h, :w] for k in self.head_ids]
+        probs = torch.sigmoid(torch.stack(logits, 1))
+        deepest = feats[(max(i for i, j, _ in self.nodes if j == 0), 0)]
+        return probs, torch.cat([deepest.mean(dim=(2, 3)), deepest.std(dim=(2, 3))], 1)
 
 
 class UNetPlusPlus(NodeNet):
@@ -175,13 +198,15 @@ class UNetPlusPlus(NodeNet):
         heads = tuple(k for k in _head_ids(level, mode) if k in self.head_ids)
         return head_probabilities(self._run(x, tuple(nested_nodes(level)), heads))
 
-    def prune(self, level: int, mode: Mode = "fast") -> PrunedUNetPlusPlus:
-        """A standalone copy holding only what `predict(x, level, mode)` uses, in eval mode."""
+    def prune(self, level: int, mode: Mode = "fast", *, probes: bool = False) -> PrunedUNetPlusPlus:
+        """A standalone copy holding only what `predict(x, level, mode)` uses, in eval mode. With `probes`,
+        it also keeps the heads 1..level the answer does not use (1x1 convolutions on nodes it computes
+        anyway): the served guard's ensemble (`guard_outputs`)."""
         _check_level_mode(level, mode, self.levels)
         if not self.config["deep_supervision"]:
-            mode = "fast"  # one head: both modes are the same computation
+            mode, probes = "fast", False  # one head: both modes are the same computation
         cfg = {k: v for k, v in self.config.items() if k != "deep_supervision"}
-        pruned = PrunedUNetPlusPlus(level=level, mode=mode, **cfg)
+        pruned = PrunedUNetPlusPlus(level=level, mode=mode, probes=probes, **cfg)
         own = self.state_dict()
         pruned.load_state_dict({k: copy.deepcopy(own[k]) for k in pruned.state_dict()})
         return pruned.eval()
@@ -190,15 +215,20 @@ class UNetPlusPlus(NodeNet):
 class PrunedUNetPlusPlus(NodeNet):
     """UNet++ cut to level L: nodes with i + j <= L and the heads that mode needs, nothing else."""
 
-    def __init__(self, *, level: int = DEPTH, mode: Mode = "fast", **config: Any) -> None:
+    def __init__(self, *, level: int = DEPTH, mode: Mode = "fast", probes: bool = False, **config: Any) -> None:
         _check_level_mode(level, mode, LEVELS)
-        super().__init__(nested_nodes(level), _head_ids(level, mode), **config)
-        self.config.update(level=level, mode=mode)
+        held = tuple(range(1, level + 1)) if probes else _head_ids(level, mode)
+        super().__init__(nested_nodes(level), held, **config)
+        self.config.update(level=level, mode=mode, probes=probes)
         self.level, self.mode = level, mode
+
+    @property
+    def answer_heads(self) -> tuple[int, ...]:
+        return _head_ids(self.level, self.mode)
 
     def forward(self, x: Tensor) -> Tensor:
         """Probabilities of shape (N, num_classes, H, W)."""
-        return head_probabilities(self._run(x, self.nodes, self.head_ids))
+        return head_probabilities(self._run(x, self.nodes, self.answer_heads))
 
 
 class UNet(NodeNet):
@@ -221,8 +251,9 @@ class UNet(NodeNet):
         _check_level_mode(level, mode, self.levels)
         return head_probabilities(self.forward(x))
 
-    def prune(self, level: int = DEPTH, mode: Mode = "fast") -> UNetInference:
-        """A standalone eval-mode copy returning probabilities, like `UNetPlusPlus.prune`."""
+    def prune(self, level: int = DEPTH, mode: Mode = "fast", *, probes: bool = False) -> UNetInference:
+        """A standalone eval-mode copy returning probabilities, like `UNetPlusPlus.prune` (one head: nothing
+        to probe, whatever `probes` says)."""
         _check_level_mode(level, mode, self.levels)
         pruned = UNetInference(**self.config)
         pruned.load_state_dict(copy.deepcopy(self.state_dict()))

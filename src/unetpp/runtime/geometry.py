@@ -127,10 +127,15 @@ def segment(
     too); float32. With `flips`, test-time mirroring as nnU-Net does it: the mean of the probabilities
     over every combination of those mirrorings, each flipped back."""
     layout = torch.channels_last if channels_last else torch.contiguous_format
+    return mirrored(lambda t: module(t.contiguous(memory_format=layout)), x, geometry, flips)
+
+
+def mirrored(predictor: Predictor, x: torch.Tensor, geometry: Geometry, flips: tuple[int, ...]) -> torch.Tensor:
+    """`forward` of a predictor returning one spatial tensor, averaged over the mirrorings of `flips`, in the
+    inference context; float32."""
     combos = mirrorings(flips)
     with inference_context(x.device):
         total = torch.zeros(())
         for dims in combos:
-            probs = forward(lambda t: module(t.contiguous(memory_format=layout)), x.flip(dims), geometry).float()
-            total = total + probs.flip(dims)
+            total = total + forward(predictor, x.flip(dims), geometry).float().flip(dims)
         return total / len(combos)

@@ -4,9 +4,10 @@ Takes image bytes with a Content-Type (PNG, JPEG, TIFF; gray, RGB, RGBA; 8 or 16
 {"image": "<base64>"}; preprocesses and segments them with the training code on the grid the model was
 trained on (`unetpp.runtime.geometry`: the whole image resized, or sliding windows at the planned scale;
 shipped in the archive with `unetpp.nn`); answers JSON per request — masks (RLE) at the input's size
-(disc + cup: one disc, the cup inside it), areas, boxes, the vertical cup-to-disc ratio, the registry
-name/version/level/mode and timings — or, with `Accept: image/png`, an overlay PNG. A bad request gets
-its own 4xx inside a batch; the others and the worker carry on.
+(disc + cup: one disc, the cup inside it), areas, boxes, the vertical cup-to-disc ratio, how far to
+trust it (`unetpp.runtime.guard`: per class confidence and low-confidence flag, the out-of-distribution
+flag and its score), the registry name/version/level/mode and timings — or, with `Accept: image/png`, an
+overlay PNG. A bad request gets its own 4xx inside a batch; the others and the worker carry on.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class SegmentationHandler(BaseHandler):
         from unetpp.runtime.intensity import Intensity
 
         self.intensity = Intensity.of(meta, int(model.config["in_channels"]))  # the plan's, as trained
+        from unetpp.runtime.guard import Guard
+
+        self.guard = Guard.of(meta)  # None for models selected before the pipeline fitted one
         self.limits = Limits(int(cfg["max_bytes"]), int(cfg["max_pixels"]))  # serve.* in params.yaml
         self.model_info = {
             "name": cfg.get("name"),
@@ -60,7 +64,7 @@ class SegmentationHandler(BaseHandler):
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
         from unetpp.runtime.payload import BadRequest, decode_request
-        from unetpp.runtime.predict import probabilities, served_masks
+        from unetpp.runtime.predict import inspect, served_masks
         from unetpp.runtime.readout import overlay_png, readout
 
         start = time.perf_counter()
@@ -76,16 +80,17 @@ class SegmentationHandler(BaseHandler):
         if not images:
             return answers
         decoded = time.perf_counter()
-        probs = probabilities(self.model, list(images.values()), self.geometry, self.intensity, self.flips)
+        seen = inspect(self.model, list(images.values()), self.geometry, self.intensity, self.flips)
         inferred = time.perf_counter()
-        for (i, image), p in zip(images.items(), probs, strict=True):
-            masks = served_masks(p, *image.shape[:2], self.names)
+        for (i, image), s in zip(images.items(), seen, strict=True):
+            masks = served_masks(s.probs, *image.shape[:2], self.names)
             if (_header(context, i, "Accept") or "").startswith("image/png"):
                 context.set_response_content_type(i, "image/png")
                 answers[i] = overlay_png(image, masks, self.names)
                 continue
             answers[i] = {
                 **readout(masks, self.names),
+                **(self.guard.verdict(s, self.names) if self.guard else {}),
                 "model": self.model_info,
                 "timings_ms": {
                     "decode": round(1e3 * (decoded - start), 3),
