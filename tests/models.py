@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import torch
 
 from tests.params import TINY, project_params
 from unetpp.data.dataset import PreparedDataset
+from unetpp.evaluation.guard import fit_guard
+from unetpp.evaluation.served import ServedModel
 from unetpp.nn.checkpoint import atomic_save, model_payload
 from unetpp.nn.networks import UNetPlusPlus
 from unetpp.params import Params
@@ -51,14 +54,16 @@ def log_selection(
     geometry: Geometry | None = None,
     tta_flips: tuple[int, ...] = (),
     intensity: Intensity = RGB,
+    prepared: Path | None = None,
 ) -> Path:
-    """What `unetpp select` leaves behind: a pipeline run with the logged pruned model, selected.json, run.json."""
+    """What `unetpp select` leaves behind: a pipeline run with the logged pruned model, selected.json, run.json;
+    with `prepared`, the pruned model holds its probe heads and a guard fitted there, as `select` fits it."""
     import mlflow
     import mlflow.pytorch
 
     from unetpp import tracking
 
-    pruned = model.prune(level, mode)
+    pruned = model.prune(level, mode, probes=prepared is not None)
     models.mkdir(parents=True, exist_ok=True)
     payload = model_payload(
         pruned,
@@ -69,6 +74,10 @@ def log_selection(
         tta_flips=list(tta_flips),
         intensity=intensity.as_dict(),
     )
+    fitted = None
+    if prepared is not None:
+        guard, fitted = fit_guard(ServedModel.of(copy.deepcopy(pruned), payload), prepared)
+        payload["guard"] = guard.as_meta()
     atomic_save(payload, models / "model.pt")
     experiment = tracking.configure(params.tracking, models)
     with mlflow.start_run(experiment_id=experiment) as run:
@@ -83,5 +92,6 @@ def log_selection(
     tracking.write_run_file(run.info.run_id, experiment, models / "run.json")
     metrics = {"latency_ms": latency, "dice_mean": 0.5, "dice_disc": 0.5, "dice_cup": 0.5, "dice_mean_ci95": [0.4, 0.6]}
     selected = {"level": level, "mode": mode, "arch": "unetpp_pruned", "metrics": metrics, "model_uri": info.model_uri}
+    selected |= {"guard": fitted} if fitted else {}
     (models / "selected.json").write_text(json.dumps(selected))
     return models

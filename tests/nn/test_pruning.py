@@ -118,3 +118,21 @@ def test_unet_baseline_prunes_to_its_one_level() -> None:
         torch.testing.assert_close(rebuilt.eval()(x), unet.predict(x))
     with pytest.raises(ValueError, match=r"level must be one of \(4,\)"):
         unet.prune(2, "fast")
+
+
+@pytest.mark.parametrize("level, mode", LEVEL_MODES)
+def test_probes_keep_every_head_of_the_level_and_leave_the_answer_alone(
+    model: UNetPlusPlus, level: int, mode: str
+) -> None:
+    probed, plain = model.prune(level, mode, probes=True), model.prune(level, mode)
+    assert probed.head_ids == tuple(range(1, level + 1)) and probed.answer_heads == plain.head_ids
+    x = torch.randn(2, 3, 40, 56)
+    with torch.inference_mode():
+        torch.testing.assert_close(probed(x), plain(x))
+        heads, features = probed.guard_outputs(x)
+        expected = torch.stack([model.predict(x, k, "fast") for k in range(1, level + 1)], 1)
+    torch.testing.assert_close(heads, expected)
+    width = model.config["widths"][level]
+    assert features.shape == (2, 2 * width)  # mean and std of X^{level,0}: the variant's bottleneck
+    ran = _executed_blocks(probed, lambda: probed.guard_outputs(x))
+    assert {n for n in ran if n.startswith("x_")} == {f"x_{i}_{j}" for i, j, _ in probed.nodes}

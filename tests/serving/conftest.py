@@ -40,7 +40,7 @@ def make_project(root: Path, *overrides: dict[str, Any]) -> Path:
 def serve_champion(
     project: Path, geometry: Geometry | None = None, tta_flips: tuple[int, ...] = (), intensity: Intensity = RGB
 ) -> Iterator[Server]:
-    """Version 1 (a fitted tiny UNet++, L2 fast, on `geometry`: whole by default; mirrored along
+    """Version 1 (a fitted tiny UNet++, L2 fast with its guard, on `geometry`: whole by default; mirrored along
     `tta_flips`; reading images by `intensity`) promoted to champion, packaged and served; stopped after."""
     with pytest.MonkeyPatch.context() as env:
         env.delenv("MLFLOW_TRACKING_URI", raising=False)  # the project's own store
@@ -48,7 +48,13 @@ def serve_champion(
         model = fit_tiny(params, project / "data" / "prepared", intensity=intensity)
         registry = Registry(params, project)
         selection = log_selection(
-            model, project / "selected-1", params, geometry=geometry, tta_flips=tta_flips, intensity=intensity
+            model,
+            project / "selected-1",
+            params,
+            geometry=geometry,
+            tta_flips=tta_flips,
+            intensity=intensity,
+            prepared=project / "data" / "prepared",
         )
         version, _ = registry.register(selection)
         assert registry.gate(str(version.version), project / "data" / "prepared").promoted

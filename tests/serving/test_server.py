@@ -20,13 +20,15 @@ from tests.kinds import two_channel
 from tests.models import fit_tiny, log_selection
 from tests.serving.conftest import make_project, serve_champion
 from unetpp.data.synthetic import generate_fundus
+from unetpp.evaluation.foreign import foreign
 from unetpp.evaluation.heldout import heldout, heldout_samples
 from unetpp.params import Params
 from unetpp.registry.promotion import Registry
 from unetpp.runtime.geometry import Geometry, network_input, segment
+from unetpp.runtime.guard import Guard
 from unetpp.runtime.inference import optimize_for_inference
 from unetpp.runtime.intensity import Intensity
-from unetpp.runtime.predict import tta_flips
+from unetpp.runtime.predict import inspect, tta_flips
 from unetpp.runtime.readout import anatomical, masks_at, rle_decode
 from unetpp.serving.server import Server, load_archive
 
@@ -56,7 +58,7 @@ def _tiff(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _matches_in_process(server: Server, image: np.ndarray, body: bytes | None = None) -> None:
+def _matches_in_process(server: Server, image: np.ndarray, body: bytes | None = None) -> dict:
     """The served masks of `image` (sent as `body`, a PNG of it by default) equal, pixel for pixel, the
     archive's model run here on the same image."""
     resp = _post(server, _png(image) if body is None else body, "application/octet-stream")
@@ -70,13 +72,20 @@ def _matches_in_process(server: Server, image: np.ndarray, body: bytes | None = 
 
     model, geometry, flips = optimize_for_inference(model), Geometry.of(meta), tta_flips(meta)
     assert answer["model"].get("tta_flips", []) == list(flips)
-    x = network_input(image, geometry, Intensity.of(meta, model.config["in_channels"]))[None]
+    intensity = Intensity.of(meta, model.config["in_channels"])
+    x = network_input(image, geometry, intensity)[None]
     probs = segment(model, x, geometry, flips=flips)[0]
     expected = anatomical(masks_at(probs, *image.shape[:2]), names)
     for name, mask in zip(names, expected, strict=True):
         got = rle_decode(answer["classes"][name]["rle"])
         assert (got == mask).all(), name
         assert answer["classes"][name]["area"] == int(mask.sum())
+    verdict = Guard.of(meta).verdict(inspect(model, [image], geometry, intensity, flips)[0], names)
+    assert answer["out_of_distribution"] == verdict["out_of_distribution"]
+    assert answer["ood_score"] == pytest.approx(verdict["ood_score"], abs=2e-3)
+    assert answer["confidence"] == pytest.approx(verdict["confidence"], abs=2e-4)
+    assert answer["low_confidence"] == verdict["low_confidence"]
+    return answer
 
 
 def test_prediction_equals_the_in_process_model(served: Server) -> None:
@@ -85,6 +94,17 @@ def test_prediction_equals_the_in_process_model(served: Server) -> None:
         code = {n for n in mar.namelist() if n.startswith("unetpp/")}
     assert {"unetpp/nn/networks.py", "unetpp/runtime/intensity.py", "unetpp/errors.py"} <= code
     assert {n.split("/")[1] for n in code} == {"__init__.py", "errors.py", "nn", "runtime"}
+
+
+def test_foreign_inputs_are_flagged_out_of_distribution(served: Server) -> None:
+    """Each answer carries its guard's verdict (equal to the in-process one); a blank frame and uniform noise,
+    unlike any training image, are flagged."""
+    image = _fundus(2, 96)
+    answer = _matches_in_process(served, image)
+    assert set(answer["confidence"]) == set(answer["low_confidence"]) == {"disc", "cup"}
+    for kind in ("blank", "noise"):
+        flagged = _matches_in_process(served, foreign(image, kind, seed=3))
+        assert flagged["out_of_distribution"] and flagged["ood_score"] > 1, kind
 
 
 def test_a_2channel_16bit_model_answers_over_http(tmp_path_factory: pytest.TempPathFactory) -> None:

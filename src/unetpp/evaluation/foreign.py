@@ -66,7 +66,7 @@ KINDS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
     "saturated": lambda im, rng: np.full_like(im, _range(im)[1]),
     "noise": lambda im, rng: _cast(rng.uniform(*_range(im), size=im.shape), im),
     "noisy": lambda im, rng: _cast(im + rng.normal(0, 2 * im.std(), size=im.shape), im),
-    "inverted": lambda im, rng: _cast(im.min() + im.max() - im.astype(np.float64), im),
+    "inverted": lambda im, rng: _cast(float(im.min()) + float(im.max()) - im.astype(np.float64), im),
     "rotated": lambda im, rng: np.ascontiguousarray(np.rot90(im)),
     "shrunk": _shrunk,
     "zoomed": _zoomed,

@@ -1,0 +1,72 @@
+"""The served guard: confidence estimators on known probabilities, the Mahalanobis score, the verdict an
+answer carries, and the guard surviving a weights-only checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from unetpp.nn.checkpoint import atomic_save
+from unetpp.runtime.guard import Guard, confidences, head_agreement, soft_dice
+from unetpp.runtime.predict import Inspection
+
+
+def _square(side: int, top: int = 2, size: int = 16, value: float = 0.9) -> torch.Tensor:
+    out = torch.zeros(size, size)
+    out[top : top + side, top : top + side] = value
+    return out
+
+
+def test_soft_dice_is_one_for_certain_answers_and_falls_with_hesitation() -> None:
+    certain = torch.stack([_square(8, value=1.0), torch.zeros(16, 16)])
+    assert soft_dice(certain).tolist() == [1.0, 1.0]  # an agreed empty class counts as certain
+    hesitant = torch.stack([_square(8, value=0.6), _square(8, value=0.9)])
+    sd = soft_dice(hesitant)
+    assert sd[0] == pytest.approx(2 * 0.6 / 1.6) and sd[1] == pytest.approx(2 * 0.9 / 1.9)
+
+
+def test_head_agreement_is_the_mean_pairwise_dice_of_the_heads_masks() -> None:
+    one = _square(8)[None]
+    heads = torch.stack([one, one, _square(4)[None]])  # two heads agree, the third marks a quarter of it
+    quarter = 2 * 16 / (64 + 16)
+    assert head_agreement(heads)[0] == pytest.approx((1 + quarter + quarter) / 3)
+    assert head_agreement(heads[:1]) is None
+    assert set(confidences(Inspection(one, heads[:1], torch.zeros(2)))) == {"soft_dice"}
+    assert set(confidences(Inspection(one, heads, torch.zeros(2)))) == {"agreement", "soft_dice", "combined"}
+
+
+def _guard(threshold: float = 2.0) -> Guard:
+    precision = torch.diag(torch.tensor([1.0, 4.0], dtype=torch.float64))
+    return Guard("soft_dice", {"a": 0.0}, {"a": 0.7}, torch.zeros(2, dtype=torch.float64), precision, threshold)
+
+
+def test_the_verdict_flags_by_the_fitted_thresholds() -> None:
+    guard = _guard()
+    near = Inspection(_square(8, value=0.9)[None], _square(8)[None, None], torch.tensor([1.0, 0.0]))
+    far = Inspection(_square(8, value=0.52)[None], _square(8)[None, None], torch.tensor([0.0, 3.0]))
+    v = guard.verdict(near, ["a"])
+    assert v == {
+        "confidence": {"a": round(2 * 0.9 / 1.9, 4)},
+        "low_confidence": {"a": False},
+        "out_of_distribution": False,
+        "ood_score": 0.5,  # distance 1 over threshold 2
+    }
+    v = guard.verdict(far, ["a"])
+    assert v["low_confidence"] == {"a": True} and v["out_of_distribution"] and v["ood_score"] == 3.0  # sqrt(4 * 9) / 2
+
+
+def test_the_offset_shifts_and_clips_the_confidence() -> None:
+    shifted = Guard("soft_dice", {"a": 0.2}, {"a": 0.5}, torch.zeros(2), torch.eye(2), 1.0)
+    answer = Inspection(_square(8, value=0.9)[None], _square(8)[None, None], torch.zeros(2))
+    assert shifted.confidence(answer, ["a"]) == {"a": 1.0}
+
+
+def test_the_guard_travels_in_a_weights_only_checkpoint(tmp_path: Path) -> None:
+    guard = _guard()
+    atomic_save({"guard": guard.as_meta()}, tmp_path / "model.pt")
+    back = Guard.of(torch.load(tmp_path / "model.pt", weights_only=True))
+    assert back is not None and back.as_meta().keys() == guard.as_meta().keys()
+    assert torch.equal(back.precision, guard.precision) and back.low == guard.low and back.offset == guard.offset
+    assert Guard.of({}) is None  # a checkpoint from before the pipeline fitted one
