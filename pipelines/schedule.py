@@ -1,9 +1,10 @@
-"""Scheduled retraining: serve the retrain flow as a deployment with a cron schedule.
+"""Scheduled flows: serve the retrain and monitor flows as deployments, each with its cron schedule.
 
 Schedules only fire against a Prefect server (not the per-process ephemeral one):
 `bash scripts/prefect-server.sh` starts one on 127.0.0.1:4200, then
-`PREFECT_API_URL=http://127.0.0.1:4200/api python -m pipelines.schedule [--cron "0 3 * * 1"]`
-serves the deployment until stopped; the cron defaults to `schedule.cron` in params.yaml.
+`PREFECT_API_URL=http://127.0.0.1:4200/api python -m pipelines.schedule [--cron "0 3 * * 1"]
+[--monitor-cron "0 * * * *"]` serves both until stopped; the crons default to `schedule.cron` and
+`schedule.monitor_cron` in params.yaml.
 """
 
 from __future__ import annotations
@@ -13,17 +14,21 @@ import os
 import sys
 from pathlib import Path
 
+from prefect import serve
 from prefect.schedules import Cron
 
+from pipelines.monitor import monitor
 from pipelines.retrain import retrain
 from unetpp.params import load_params
 
 DEPLOYMENT = "scheduled-retrain"
+MONITOR = "scheduled-monitor"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.schedule", description=__doc__)
     parser.add_argument("--cron", help="cron expression (default: schedule.cron in params.yaml)")
+    parser.add_argument("--monitor-cron", help="the monitor's cron (default: schedule.monitor_cron in params.yaml)")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--name", default=DEPLOYMENT)
     args = parser.parse_args(argv)
@@ -35,11 +40,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     params = load_params(args.params)
-    cron = args.cron or params.schedule.cron
-    retrain.serve(
-        name=args.name,
-        schedules=[Cron(cron, timezone=params.schedule.timezone)],
-        parameters={"project": str(Path.cwd()), "params_file": args.params},
+    zone = params.schedule.timezone
+    parameters = {"project": str(Path.cwd()), "params_file": args.params}
+    serve(
+        retrain.to_deployment(
+            name=args.name, schedules=[Cron(args.cron or params.schedule.cron, timezone=zone)], parameters=parameters
+        ),
+        monitor.to_deployment(
+            name=MONITOR,
+            schedules=[Cron(args.monitor_cron or params.schedule.monitor_cron, timezone=zone)],
+            parameters=parameters,
+        ),
         pause_on_shutdown=False,
     )
     return 0

@@ -10,8 +10,8 @@ import torch
 
 from tests.params import TINY, project_params
 from unetpp.data.dataset import PreparedDataset
-from unetpp.evaluation.guard import fit_guard
-from unetpp.evaluation.served import ServedModel
+from unetpp.evaluation.guard import fit_guard, reference_records
+from unetpp.evaluation.served import ServedModel, prepared_cases
 from unetpp.nn.checkpoint import atomic_save, model_payload
 from unetpp.nn.networks import UNetPlusPlus
 from unetpp.params import Params
@@ -57,7 +57,8 @@ def log_selection(
     prepared: Path | None = None,
 ) -> Path:
     """What `unetpp select` leaves behind: a pipeline run with the logged pruned model, selected.json, run.json;
-    with `prepared`, the pruned model holds its probe heads and a guard fitted there, as `select` fits it."""
+    with `prepared`, the pruned model holds its probe heads, a guard fitted there and the monitor's reference,
+    as `select` leaves them."""
     import mlflow
     import mlflow.pytorch
 
@@ -78,6 +79,8 @@ def log_selection(
     if prepared is not None:
         guard, fitted = fit_guard(ServedModel.of(copy.deepcopy(pruned), payload), prepared)
         payload["guard"] = guard.as_meta()
+        guarded = ServedModel.of(copy.deepcopy(pruned), payload)
+        payload["reference"] = reference_records(guarded, prepared_cases(prepared, "val"))
     atomic_save(payload, models / "model.pt")
     experiment = tracking.configure(params.tracking, models)
     with mlflow.start_run(experiment_id=experiment) as run:

@@ -214,6 +214,17 @@ class ScheduleParams(BaseModel):
 
     cron: str = "0 3 * * 1"
     timezone: str = "UTC"
+    monitor_cron: str = Field("0 * * * *", description="the monitor flow's cron, served beside the retrain one")
+
+
+class MonitorParams(BaseModel):
+    """The monitor flow: the served requests' window against the champion's reference."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window: int = Field(200, ge=2, description="the most recent requests compared with the reference")
+    min_requests: int = Field(30, ge=2, description="fewer requests in the window: no verdict yet")
+    export: int = Field(20, ge=1, description="least confident kept images exported to label on drift")
 
 
 class ServeParams(BaseModel):
@@ -234,6 +245,7 @@ class ServeParams(BaseModel):
     max_bytes: int = Field(20 * 2**20, ge=1)
     max_pixels: int = Field(4096 * 4096, ge=1)
     token_expiration_min: int = Field(1440, ge=1, description="lifetime of TorchServe's API keys")
+    keep_images: bool = Field(False, description="the request log keeps each request's image (to label later)")
 
 
 class Params(BaseModel):
@@ -250,6 +262,7 @@ class Params(BaseModel):
     tracking: TrackingParams = Field(default_factory=TrackingParams)
     promote: PromoteParams = Field(default_factory=PromoteParams)
     schedule: ScheduleParams = Field(default_factory=ScheduleParams)
+    monitor: MonitorParams = Field(default_factory=MonitorParams)
     serve: ServeParams = Field(default_factory=ServeParams)
 
     @model_validator(mode="after")

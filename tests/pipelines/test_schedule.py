@@ -1,4 +1,5 @@
-"""Scheduled retraining: serving the deployment against a real local Prefect server creates its cron schedule."""
+"""Scheduled flows: serving the deployments against a real local Prefect server creates their cron schedules
+(retrain and monitor, side by side)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def test_serving_the_deployment_creates_its_cron_schedule(tmp_path: Path) -> Non
         else:
             pytest.fail(f"Prefect server not healthy in 120 s:\n{logs.read_text()[-2000:]}")
         serve = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.schedule", "--cron", "*/30 2 * * *"],
+            [sys.executable, "-m", "pipelines.schedule", "--cron", "*/30 2 * * *", "--monitor-cron", "15 * * * *"],
             cwd=ROOT, env={**env, "PREFECT_API_URL": api}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
@@ -74,6 +75,12 @@ def test_serving_the_deployment_creates_its_cron_schedule(tmp_path: Path) -> Non
         crons = [s.schedule.cron for s in found.schedules]
         assert crons == ["*/30 2 * * *"] and all(s.active for s in found.schedules)
         assert found.parameters["project"] == str(ROOT)
+        watching = None
+        while watching is None and time.monotonic() < deadline + 60:
+            watching = asyncio.run(_deployment(api, "monitor/scheduled-monitor"))
+            time.sleep(1)
+        assert watching is not None, "the monitor's deployment was not created"
+        assert [s.schedule.cron for s in watching.schedules] == ["15 * * * *"]
     finally:
         for proc in (serve, server):
             if proc is not None:

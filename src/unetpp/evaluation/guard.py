@@ -29,6 +29,9 @@ import torch
 
 from unetpp.evaluation.served import Case, ServedModel, prepared_cases, score_cases
 from unetpp.runtime.guard import ESTIMATORS, Guard
+from unetpp.runtime.predict import served_masks
+from unetpp.runtime.readout import readout
+from unetpp.runtime.requestlog import record
 
 FAILURE_QUANTILE = 0.1
 OOD_ALPHA = 0.05
@@ -145,3 +148,17 @@ def fit_guard(model: ServedModel, prepared: Path) -> tuple[Guard, dict[str, Any]
         "shrinkage": float(cov.shrinkage_),
     }
     return guard, fitted
+
+
+def reference_records(model: ServedModel, cases: Iterable[Case]) -> list[dict[str, Any]]:
+    """The request log's rows (`unetpp.runtime.requestlog.record`) for `cases` answered by `model` and its
+    guard: what the monitor compares served requests with. Made from val: cases the Mahalanobis reference was
+    not fitted on, so their scores are what new cases like the training data get."""
+    if model.guard is None:
+        raise ValueError("reference records need a model with a fitted guard")
+    rows = []
+    for case in cases:
+        seen = model.inspect([case.image])[0]
+        answer = readout(served_masks(seen.probs, *case.image.shape[:2], model.names), model.names)
+        rows.append(record("reference", case.image, seen.features, answer | model.guard.verdict(seen, model.names)))
+    return rows

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from unetpp.errors import UserError
-from unetpp.evaluation.guard import fit_guard
-from unetpp.evaluation.served import ServedModel
+from unetpp.evaluation.guard import fit_guard, reference_records
+from unetpp.evaluation.served import ServedModel, prepared_cases
 from unetpp.nn.checkpoint import atomic_save, load_checkpoint, model_payload
 from unetpp.params import Params, SelectParams
 
@@ -78,7 +78,10 @@ def select(params: Params, prepared: Path, metrics_dir: Path, models_dir: Path) 
     tta = list(chosen.get("tta_flips") or [])
     payload = model_payload(pruned, arch, **kept, tta_flips=tta)
     guard, fitted = fit_guard(ServedModel.of(copy.deepcopy(pruned), payload), prepared)
-    atomic_save(payload | {"guard": guard.as_meta()}, out / "model.pt")
+    payload["guard"] = guard.as_meta()
+    guarded = ServedModel.of(copy.deepcopy(pruned), payload)
+    payload["reference"] = reference_records(guarded, prepared_cases(prepared, "val"))  # the monitor's
+    atomic_save(payload, out / "model.pt")
     selected = dict(
         level=chosen["level"],
         mode=chosen["mode"],

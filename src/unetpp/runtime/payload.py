@@ -41,6 +41,11 @@ class Limits:
 def decode_request(body: Any, content_type: str | None, limits: Limits, intensity: Intensity) -> np.ndarray:
     """The request's image as decoded, (H, W, C) with its own values, or `BadRequest` (422 for a channel count
     other than the model's training images had, naming both)."""
+    return decode_body(request_bytes(body, content_type, limits), limits, intensity)
+
+
+def request_bytes(body: Any, content_type: str | None, limits: Limits) -> bytes:
+    """The image file a request carries (raw, or the base64 of a JSON body), or `BadRequest`."""
     if body is None or (isinstance(body, bytes | bytearray | str) and len(body) == 0):
         raise BadRequest(f"empty request body; expected {EXPECTED}")
     ctype = (content_type or "").split(";")[0].strip().lower()
@@ -52,6 +57,11 @@ def decode_request(body: Any, content_type: str | None, limits: Limits, intensit
         raise BadRequest(f"unsupported Content-Type {ctype or '(none)'!r}; expected {EXPECTED}", 415)
     if len(raw) > limits.max_bytes:
         raise BadRequest(f"request body of {len(raw)} bytes is over the limit of {limits.max_bytes} bytes", 413)
+    return raw
+
+
+def decode_body(raw: bytes, limits: Limits, intensity: Intensity) -> np.ndarray:
+    """An image file's bytes decoded, (H, W, C) with its own values, checked against the model's channels."""
     try:
         image = decode_image(raw, "request body", limits.max_pixels)
         intensity.check(image, "request body")

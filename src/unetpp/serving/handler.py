@@ -12,6 +12,7 @@ overlay PNG. A bad request gets its own 4xx inside a batch; the others and the w
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,8 +30,12 @@ class SegmentationHandler(BaseHandler):
         sys.path.insert(0, str(model_dir))  # the archive's minimal `unetpp` package comes first
         from unetpp.nn.checkpoint import load_checkpoint
         from unetpp.runtime.geometry import Geometry  # imports MONAI now, not on the first request
+        from unetpp.runtime.guard import Guard
         from unetpp.runtime.inference import inference_context, optimize_for_inference
+        from unetpp.runtime.intensity import Intensity
         from unetpp.runtime.payload import Limits
+        from unetpp.runtime.predict import tta_flips
+        from unetpp.runtime.requestlog import ENV, RequestLog
 
         cfg = (context.model_yaml_config or {}).get("handler", {})
         torch.set_num_threads(int(cfg.get("threads", torch.get_num_threads())))
@@ -40,16 +45,12 @@ class SegmentationHandler(BaseHandler):
         if want != (level, mode):
             raise ValueError(f"model-config.yaml says level/mode {want}; model.pt holds {(level, mode)}")
         self.model = optimize_for_inference(model, channels_last=True)
-        from unetpp.runtime.predict import tta_flips
-
         self.geometry, self.names, self.flips = Geometry.of(meta), list(meta["class_names"]), tta_flips(meta)
-        from unetpp.runtime.intensity import Intensity
-
         self.intensity = Intensity.of(meta, int(model.config["in_channels"]))  # the plan's, as trained
-        from unetpp.runtime.guard import Guard
-
         self.guard = Guard.of(meta)  # None for models selected before the pipeline fitted one
         self.limits = Limits(int(cfg["max_bytes"]), int(cfg["max_pixels"]))  # serve.* in params.yaml
+        folder = os.environ.get(ENV)  # set by `unetpp serve start`; a TorchServe started by hand logs nothing
+        self.log = RequestLog(Path(folder), bool(cfg.get("keep_images"))) if folder else None
         self.model_info = {
             "name": cfg.get("name"),
             "version": str(cfg.get("version")),
@@ -63,17 +64,19 @@ class SegmentationHandler(BaseHandler):
         self.initialized = True
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
-        from unetpp.runtime.payload import BadRequest, decode_request
+        from unetpp.runtime.payload import BadRequest, decode_body, request_bytes
         from unetpp.runtime.predict import inspect, served_masks
         from unetpp.runtime.readout import overlay_png, readout
 
         start = time.perf_counter()
         answers: list[Any] = [None] * len(data)
         images: dict[int, Any] = {}
+        bodies: dict[int, bytes] = {}
         for i, row in enumerate(data):
             body = row.get("data") if row.get("data") is not None else row.get("body")
             try:
-                images[i] = decode_request(body, _header(context, i, "Content-Type"), self.limits, self.intensity)
+                bodies[i] = request_bytes(body, _header(context, i, "Content-Type"), self.limits)
+                images[i] = decode_body(bodies[i], self.limits, self.intensity)
             except BadRequest as err:
                 context.set_response_status(err.status, str(err), i)
                 answers[i] = {"error": str(err), "status": err.status}
@@ -82,15 +85,18 @@ class SegmentationHandler(BaseHandler):
         decoded = time.perf_counter()
         seen = inspect(self.model, list(images.values()), self.geometry, self.intensity, self.flips)
         inferred = time.perf_counter()
+        records = []
         for (i, image), s in zip(images.items(), seen, strict=True):
             masks = served_masks(s.probs, *image.shape[:2], self.names)
+            answer = {**readout(masks, self.names), **(self.guard.verdict(s, self.names) if self.guard else {})}
+            if self.log is not None:
+                records.append(self.log.record(self.model_info["version"], image, s.features, answer, bodies[i]))
+            _count(context.metrics, answer)
             if (_header(context, i, "Accept") or "").startswith("image/png"):
                 context.set_response_content_type(i, "image/png")
                 answers[i] = overlay_png(image, masks, self.names)
                 continue
-            answers[i] = {
-                **readout(masks, self.names),
-                **(self.guard.verdict(s, self.names) if self.guard else {}),
+            answers[i] = answer | {
                 "model": self.model_info,
                 "timings_ms": {
                     "decode": round(1e3 * (decoded - start), 3),
@@ -99,7 +105,50 @@ class SegmentationHandler(BaseHandler):
                     "batch": len(images),
                 },
             }
+        answered = time.perf_counter()
+        if self.log is not None:
+            self.log.append(records)
+        _time(
+            context.metrics,
+            {
+                "decode": decoded - start,
+                "forward": inferred - decoded,
+                "answer": answered - inferred,
+                "log": time.perf_counter() - answered,
+            },
+        )
         return answers
+
+
+def _count(metrics: Any, answer: dict[str, Any]) -> None:
+    """Prometheus (serving/metrics.yaml): the answer under its flag, and per class its predicted risk."""
+    from ts.metrics.dimension import Dimension
+    from ts.metrics.metric_type_enum import MetricTypes
+
+    flag = "unguarded"
+    if "out_of_distribution" in answer:
+        ood, low = answer["out_of_distribution"], any(answer["low_confidence"].values())
+        flag = "out_of_distribution" if ood else "low_confidence" if low else "ok"
+    metrics.add_metric("Answers", 1, "count", dimensions=[Dimension("Flag", flag)])
+    for c, v in answer.get("confidence", {}).items():
+        metrics.add_metric(
+            "PredictedRisk", 1 - v, "ratio", dimensions=[Dimension("Class", c)], metric_type=MetricTypes.HISTOGRAM
+        )
+
+
+def _time(metrics: Any, stages: dict[str, float]) -> None:
+    """Prometheus: each stage's seconds for the batch (decode, forward, answer, log)."""
+    from ts.metrics.dimension import Dimension
+    from ts.metrics.metric_type_enum import MetricTypes
+
+    for stage, seconds in stages.items():
+        metrics.add_metric(
+            "StageSeconds",
+            seconds,
+            "seconds",
+            dimensions=[Dimension("Stage", stage)],
+            metric_type=MetricTypes.HISTOGRAM,
+        )
 
 
 def _header(context: Any, idx: int, name: str) -> str | None:

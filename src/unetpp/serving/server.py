@@ -24,6 +24,7 @@ import yaml
 from unetpp.errors import UserError
 from unetpp.params import Params
 from unetpp.registry.promotion import CHAMPION, Registry, RegistryError
+from unetpp.runtime.requestlog import ENV
 
 HERE = Path(__file__).resolve().parent  # the handler and TorchServe's config live beside this file
 PACKAGE = HERE.parent
@@ -47,6 +48,7 @@ class Server:
         self.name = params.promote.model_name
         self.runtime = self.root / RUNTIME
         self.store = self.root / self.cfg.model_store
+        self.requests = self.runtime / "requests"  # the request log: kept across restarts
         self.inference = f"http://127.0.0.1:{self.cfg.inference_port}"
         self.management = f"http://127.0.0.1:{self.cfg.management_port}"
 
@@ -89,6 +91,7 @@ class Server:
                     "threads": self.cfg.threads,
                     "max_bytes": self.cfg.max_bytes,
                     "max_pixels": self.cfg.max_pixels,
+                    "keep_images": self.cfg.keep_images,
                 },
             }
             (work / "model-config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -120,6 +123,7 @@ class Server:
             "LOG_LOCATION": str(self.runtime / "logs"),
             "METRICS_LOCATION": str(self.runtime / "logs"),
             "JAVA_TOOL_OPTIONS": f"-Djava.io.tmpdir={tmp}",
+            ENV: str(self.requests),  # the workers' request log (unetpp.runtime.requestlog)
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
 
@@ -146,7 +150,11 @@ class Server:
             raise UserError(f"{mar}: expected an archive inside the model store {self.store}")
         self.runtime.mkdir(parents=True, exist_ok=True)
         template = (HERE / "config.properties").read_text()
-        fields = self.cfg.model_dump() | {"model_store": self.store, "load_models": f"{self.name}={mar.name}"}
+        fields = self.cfg.model_dump() | {
+            "model_store": self.store,
+            "load_models": f"{self.name}={mar.name}",
+            "metrics_config": HERE / "metrics.yaml",
+        }
         (self.runtime / "config.properties").write_text(template.format(**fields))
         console = self.runtime / "logs" / "console.log"
         console.parent.mkdir(parents=True, exist_ok=True)
