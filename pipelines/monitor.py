@@ -83,7 +83,9 @@ def render(result: dict[str, Any]) -> str:
             f"against {v['reference']} reference cases",
             f"  drift:    {'yes' if v['drift'] else 'no'} (data: {v['data_drift_share']:.0%} of "
             f"{v['columns']['data']} columns drifted; embedding: {v['embedding_drift_share']:.0%} of "
-            f"{v['columns']['embedding']} features; classifier AUC {v['embedding_classifier_auc']:.2f}); "
+            f"{v['columns']['embedding']} features"
+            + (f"; classifier AUC {v['embedding_classifier_auc']:.2f}" if v["embedding_classifier_auc"] else "")
+            + "); "
             f"flagged out of distribution: {v['flagged_share']:.0%}",
             f"  report:   {v['report']}",
             f"  started:  {s['action']}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import shutil
+import sqlite3
 import threading
 import zipfile
 from pathlib import Path
@@ -30,6 +31,7 @@ from unetpp.runtime.inference import optimize_for_inference
 from unetpp.runtime.intensity import Intensity
 from unetpp.runtime.predict import inspect, tta_flips
 from unetpp.runtime.readout import anatomical, masks_at, rle_decode
+from unetpp.runtime.requestlog import DB
 from unetpp.serving.server import Server, load_archive
 
 pytestmark = pytest.mark.slow
@@ -217,11 +219,23 @@ def test_bad_input_gets_a_clear_4xx_and_the_worker_carries_on(served: Server) ->
         assert after.status_code == 200, (kind, after.text)
 
 
-def test_metrics_and_status(served: Server) -> None:
+def test_metrics_status_and_the_request_log(served: Server) -> None:
+    """Prometheus carries our own metrics beside TorchServe's (answers by flag, predicted risk, seconds per
+    stage), and every answer left a record in the request log (no image: `serve.keep_images` is off)."""
     status = served.status()
     assert status["versions"][0]["workers"][0]["status"] == "READY"
+    answer = _post(served, _png(foreign(_fundus(3, 96), "noise", seed=5))).json()
+    assert answer["out_of_distribution"]
     metrics = requests.get(f"http://127.0.0.1:{served.cfg.metrics_port}/metrics", timeout=10)
     assert metrics.status_code == 200 and "ts_inference_requests_total" in metrics.text
+    lines = metrics.text.splitlines()
+    flagged = [x for x in lines if x.startswith("Answers{") and 'Flag="out_of_distribution"' in x]
+    assert flagged and float(flagged[0].rsplit(" ", 1)[1]) >= 1, metrics.text[-3000:]
+    assert any(x.startswith("PredictedRisk_bucket{") and 'Class="cup"' in x for x in lines)
+    assert any(x.startswith("StageSeconds_count{") and 'Stage="forward"' in x for x in lines)
+    with sqlite3.connect(served.requests / DB) as db:
+        rows = db.execute("SELECT version, out_of_distribution, image FROM requests ORDER BY id").fetchall()
+    assert rows[-1] == ("1", 1, None)
     assert requests.get(f"{served.management}/models", timeout=10).status_code in (400, 401)  # token required
 
 

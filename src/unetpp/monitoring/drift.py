@@ -9,7 +9,8 @@ the columns drifted:
 - **embedding**: the pooled bottleneck features, column by column (the out-of-distribution flag reads
   the same vector). Evidently's own embedding test (a classifier told to separate the two sets; its ROC
   AUC) is in the report beside them, for reading: its verdict is random-bootstrapped below 1,000
-  reference rows, so it is not the one that decides.
+  reference rows, so it is not the one that decides (and it is left out where both sets together hold
+  `TSNE_ROWS` rows or fewer: its plot cannot be drawn).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pandas as pd
 from unetpp.monitoring.requests import FEATURE
 
 DRIFT_SHARE = 0.5  # Evidently's default dataset-drift share
+TSNE_ROWS = 31  # Evidently draws the embedding classifier's t-SNE (perplexity 30): it needs more rows than that
 
 
 def compare(reference: pd.DataFrame, current: pd.DataFrame, html: Path) -> dict[str, Any]:
@@ -34,11 +36,12 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, html: Path) -> dict[
     features = [c for c in reference if c.startswith(FEATURE)]
     scalars = [c for c in reference if c not in features and c in current and reference[c].notna().any()]
     definition = DataDefinition(numerical_columns=scalars + features, embeddings={"features": features})
+    classifier = len(reference) + len(current) > TSNE_ROWS
     report = Report(
         [
             DataDriftPreset(columns=scalars, drift_share=DRIFT_SHARE),
             DriftedColumnsCount(columns=features, drift_share=DRIFT_SHARE),
-            EmbeddingsDrift(embeddings_name="features"),
+            *([EmbeddingsDrift(embeddings_name="features")] if classifier else []),
         ]
     )
     with warnings.catch_warnings():  # constant columns (one image size) make scipy warn; their test says no drift
@@ -55,7 +58,7 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, html: Path) -> dict[
     return {
         "data_drift_share": float(data),
         "embedding_drift_share": float(embedding),
-        "embedding_classifier_auc": float(values[-1]),
+        "embedding_classifier_auc": float(values[-1]) if classifier else None,
         "data_drift": bool(data >= DRIFT_SHARE),
         "embedding_drift": bool(embedding >= DRIFT_SHARE),
         "drift": bool(data >= DRIFT_SHARE or embedding >= DRIFT_SHARE),
