@@ -8,7 +8,13 @@ every answer: its total and the forward inside the worker; the rest is TorchServ
 IPC to the worker and the client); and the worker's resident memory before and after. Starts
 TorchServe from the newest archive in the model store unless one already runs (and then stops it).
 
+Also prints the throughput ratio: requests per second at the highest concurrency over the raw batch-1
+forward throughput (1000 / forward ms) of the same model on the same machine (target >= 0.8). With
+`--batch-size`, `--max-batch-delay-ms`, `--workers` or `--threads` the champion is re-packaged with those
+`serve.*` values first (they live in the archive) and served from that archive.
+
 Usage: python bench/serve_load.py [--requests 2000] [--concurrency 1 4 8] [--image PATH]
+       [--batch-size N] [--max-batch-delay-ms MS] [--workers N] [--threads N]
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from unetpp.serving.server import Server, load_archive
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 1.25  # TorchServe p50 / raw forward
+THROUGHPUT_TARGET = 0.8  # requests/s at the highest concurrency / raw batch-1 forward throughput
+OVERRIDES = ("batch_size", "max_batch_delay_ms", "workers", "threads")
 
 
 def parse_args() -> argparse.Namespace:
@@ -48,6 +56,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument("--image", type=Path, help="a PNG/JPEG/TIFF (default: a generated 256x256 fundus)")
+    for name in OVERRIDES:
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"serve.{name} for this run (re-packages)")
     return p.parse_args()
 
 
@@ -115,6 +125,8 @@ def load(server: Server, body: bytes, n: int, concurrency: int) -> dict[str, flo
 def main() -> None:
     args = parse_args()
     params = load_params(args.params)
+    overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
+    params.serve = params.serve.model_copy(update=overrides)
     server = Server(params)
     raw = args.image.read_bytes() if args.image else None
     image = decode_image(raw) if raw else generate_fundus(0, 256, seed=123).image
@@ -125,8 +137,10 @@ def main() -> None:
     body = raw  # a given file is sent as it is (any bit depth and channel count)
 
     started = server.pid() is None
+    if overrides and not started:
+        raise SystemExit("TorchServe already runs: stop it (`unetpp serve stop`) to serve with other settings")
     if started:
-        server.start()
+        server.start(server.package()[0] if overrides else None)
     try:
         forward, variant = raw_forward_ms(server, image)
         pid = worker_pid(server)
@@ -160,8 +174,23 @@ def main() -> None:
         f"(the forward in the worker {first['worker_forward_p50_ms']:.2f} ms; decoding, preprocessing and the "
         f"read-out the rest), frontend + IPC + client {first['p50_ms'] - first['handler_p50_ms']:.2f} ms"
     )
+    last = rows[-1]
+    ratio = last["throughput_rps"] / (1e3 / forward)
+    serve = {k: getattr(server.cfg, k) for k in OVERRIDES}
+    console.print(
+        f"throughput at concurrency {last['concurrency']}: {last['throughput_rps']:.1f} req/s over the raw batch-1 "
+        f"forward's {1e3 / forward:.1f}/s = {ratio:.2f} (target >= {THROUGHPUT_TARGET}); p50 at concurrency "
+        f"{first['concurrency']} {first['p50_ms']:.2f} ms; serve {serve}"
+    )
     RESULTS.mkdir(exist_ok=True)
-    out = {"variant": variant, "raw_forward_ms": forward, "rss_mib": [before, after], "rows": rows}
+    out = {
+        "variant": variant,
+        "serve": serve,
+        "raw_forward_ms": forward,
+        "throughput_ratio": ratio,
+        "rss_mib": [before, after],
+        "rows": rows,
+    }
     (RESULTS / "serve_load.json").write_text(json.dumps(out, indent=2) + "\n")
 
 
