@@ -2,9 +2,11 @@
 
 All variants are timed interleaved (one call of each per round, the order rotating every round), so
 drift in machine load touches them alike; medians are reported. Printed ratios: ours / MONAI at the
-same mode, and Lk / L4 of ours. MONAI computes all 15 nodes whatever head is asked for, so its cost
-is the same at every level: it is timed once per mode (its L4 heads), which leaves more rounds.
-GFLOP/s (torch.utils.flop_counter) sit next to a 3x3-convolution peak measured in the same run.
+same mode, and Lk / L4 of ours; beside each variant, the served pass with its guard (every held
+head, probes included, and the pooled bottleneck features: `guard_outputs`). MONAI computes all 15
+nodes whatever head is asked for, so its cost is the same at every level: it is timed once per mode
+(its L4 heads), which leaves more rounds. GFLOP/s (torch.utils.flop_counter) sit next to a
+3x3-convolution peak measured in the same run.
 
 Usage: python bench/latency.py [--size 256] [--threads 2] [--repeats 7] [--no-compile]
 """
@@ -28,11 +30,17 @@ from unetpp.evaluation.metrics import SegmentationMetrics
 from unetpp.evaluation.profile import count_flops
 from unetpp.nn.networks import LEVELS, MODES, UNetPlusPlus
 from unetpp.runtime.geometry import Geometry, network_input
-from unetpp.runtime.inference import optimize_for_inference, run_inference
+from unetpp.runtime.inference import inference_context, optimize_for_inference, run_inference
 from unetpp.runtime.intensity import RGB
 from unetpp.training.losses import DeepSupervisionLoss
 
 TARGETS = {"L3/L4": 0.62, "L2/L4": 0.33, "L1/L4": 0.14, "L4/MONAI fp32": 0.70, "L4/MONAI bf16": 0.40}
+
+
+def guard_pass(module: torch.nn.Module, x: torch.Tensor) -> object:
+    """What the served handler runs: every held head's probabilities and the pooled bottleneck features."""
+    with inference_context():
+        return module.guard_outputs(x)
 
 
 def parse_args() -> argparse.Namespace:
@@ -117,6 +125,8 @@ def main() -> None:
             flops[key] = count_flops(pruned, shape)
             eager = optimize_for_inference(model.prune(level, mode))
             variants[f"ours {key}"] = lambda m=eager: run_inference(m, x_cl)
+            guarded = optimize_for_inference(model.prune(level, mode, probes=True))
+            variants[f"guarded {key}"] = lambda m=guarded: guard_pass(m, x_cl)
             if not args.no_compile:
                 compiled = optimize_for_inference(model.prune(level, mode), compile=True)
                 start = time.perf_counter()
@@ -146,7 +156,7 @@ def main() -> None:
 
     peak = max(flops[n] / ms[n] / 1e6 for n in convs)
     table = Table(title=f"latency at {size}x{size}, batch 1, {args.threads} threads (median of {args.repeats})")
-    cols = ["level", "mode", "GFLOPs", "ours ms", "GFLOP/s", "% peak", "ours/MONAI", "Lk/L4"]
+    cols = ["level", "mode", "GFLOPs", "ours ms", "with guard ms", "GFLOP/s", "% peak", "ours/MONAI", "Lk/L4"]
     if not args.no_compile:
         cols += ["compiled ms", "compiled/MONAI", "compiled Lk/L4"]
     cols += ["MONAI ms"]
@@ -166,8 +176,10 @@ def main() -> None:
                 monai_ms=mon,
                 ours_over_monai=ours / mon,
                 over_l4=ours / ms[f"ours L4 {mode}"],
+                guarded_ms=ms[f"guarded {key}"],
             )
-            cells = [f"L{level}", mode, f"{row['gflops']:.2f}", f"{ours:.1f}", f"{row['gflop_per_s']:.0f}"]
+            cells = [f"L{level}", mode, f"{row['gflops']:.2f}", f"{ours:.1f}", f"{row['guarded_ms']:.1f}"]
+            cells += [f"{row['gflop_per_s']:.0f}"]
             cells += [f"{100 * row['gflop_per_s'] / peak:.0f}%", f"{row['ours_over_monai']:.2f}"]
             cells += [f"{row['over_l4']:.2f}"]
             if not args.no_compile:

@@ -36,12 +36,12 @@ def new_labels(root: Path, params_file: str) -> bool:
     source dependency (a folder of images and masks: new files are new labels)."""
     from unetpp.params import load_params
 
-    source = str(load_params(root / params_file).data.path)
+    source = (root / load_params(root / params_file).data.path).resolve()
     done = subprocess.run(
         [str(BIN / "dvc"), "status", "ingest", "--json"], cwd=root, capture_output=True, text=True, check=True
     )
     changed = [entry.get("changed deps", {}) for entry in json.loads(done.stdout or "{}").get("ingest", [])]
-    return any(path.rstrip("/") == source.rstrip("/") for deps in changed for path in deps)
+    return any((root / path).resolve() == source for deps in changed for path in deps)
 
 
 @task
@@ -86,7 +86,8 @@ def render(result: dict[str, Any]) -> str:
             f"{v['columns']['embedding']} features"
             + (f"; classifier AUC {v['embedding_classifier_auc']:.2f}" if v["embedding_classifier_auc"] else "")
             + "); "
-            f"flagged out of distribution: {v['flagged_share']:.0%}",
+            f"flagged out of distribution: {v['flagged_share']:.0%} (bound {v['flag_rate_bound']:.0%} without a "
+            f"shift; binomial p {v['ood_p_value']:.2g}{': drift' if v['ood_drift'] else ''})",
             f"  report:   {v['report']}",
             f"  started:  {s['action']}"
             + (f" ({s.get('exported', 0)} inputs to {s['folder']})" if s.get("folder") else "")

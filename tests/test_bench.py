@@ -29,6 +29,7 @@ def test_latency_bench_reports_every_level_mode_and_ratio(tmp_path: Path) -> Non
     }
     assert set(report["ratios"]) == {"L3/L4", "L2/L4", "L1/L4", "L4/MONAI fp32", "L4/MONAI bf16"}
     assert 0.0 <= report["bf16"]["dice_vs_fp32"] <= 1.0
+    assert all(r["guarded_ms"] > 0 for r in report["rows"])
     gflops = [r["gflops"] for r in report["rows"] if r["mode"] == "fast"]
     assert gflops == sorted(gflops)
     assert "target <=" in proc.stdout

@@ -21,7 +21,8 @@ from unetpp.params import Params
 def test_aurc_rewards_ranking_the_bad_cases_last() -> None:
     dice = np.array([0.9, 0.8, 0.2, 0.95])
     perfect, reversed_ = aurc(dice, dice), aurc(-dice, dice)
-    assert perfect < aurc(np.zeros(4), dice) < reversed_  # ties keep the cases' order: a fixed middle ranking
+    assert perfect < aurc(np.zeros(4), dice) < reversed_
+    assert aurc(np.zeros(4), dice) == pytest.approx(np.mean(1 - dice))  # all tied: no ranking, the mean risk
     risks = [0.05, (0.05 + 0.1) / 2, (0.05 + 0.1 + 0.2) / 3, (0.05 + 0.1 + 0.2 + 0.8) / 4]
     assert perfect == pytest.approx(np.mean(risks))
 

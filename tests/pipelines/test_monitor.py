@@ -62,6 +62,8 @@ def test_a_foreign_window_is_drift_and_its_least_confident_inputs_are_exported(
     with (folder / "requests.csv").open() as fh:
         listed = list(csv.DictReader(fh))
     assert len(listed) == MONITOR["export"] and all((folder / r["file"]).is_file() for r in listed)
+    scores = [float(r["ood_score"]) for r in listed]
+    assert scores[0] > 1 and scores == sorted(scores, reverse=True)  # flagged first, the farthest first
     assert Image.open(folder / listed[0]["file"]).size == (96, 96)  # the request's own bytes, as sent
     source = project / "src/unetpp/data/synthetic.py"  # the synthetic source's path: its generator
     source.write_text(source.read_text() + "\n# new labels\n")

@@ -10,9 +10,11 @@ The rules, each from the data (none tuned to a data set):
 - **low-confidence threshold**, per class: the confidence that best separates val's failures from the
   rest (Youden's J on the ROC curve); where val holds no failure or no success, the lowest val confidence.
 - **out of distribution**: Mahalanobis distance of the pooled bottleneck features to the train split's
-  mean, with Ledoit-Wolf shrinkage (scikit-learn: a few hundred features from about a hundred images make
-  the plain covariance singular); flagged over the split-conformal quantile of the val distances at
-  `OOD_ALPHA` (5%): an input like the training data is flagged with probability at most 5%.
+  mean, each feature standardised by its train spread and the covariance shrunk by Ledoit-Wolf
+  (scikit-learn: a few hundred features from about a hundred images make the plain covariance singular;
+  standardising first lets the shrinkage weigh every feature alike); flagged over the split-conformal
+  quantile of the n val distances at `OOD_ALPHA` (5%): an input exchangeable with them is flagged with
+  probability at most max(5%, 1 / (n + 1)) (the largest val distance decides below 19 val cases).
 
 The area under the risk-coverage curve is written here (its four lines): no library of the stack has it.
 """
@@ -44,10 +46,13 @@ def features(model: ServedModel, cases: Iterable[Case]) -> np.ndarray:
 
 def risk_coverage(confidence: np.ndarray, dice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The risk-coverage curve: keeping the most confident cases first, at each coverage 1/n..1 the mean
-    risk (1 - Dice) of the cases kept."""
+    risk (1 - Dice) of the cases kept. Cases of equal confidence share their mean risk (the expected curve
+    over the orders they could be kept in), so ties carry no hidden order."""
     order = np.argsort(-confidence, kind="stable")
+    _, start, count = np.unique(-confidence[order], return_index=True, return_counts=True)
+    risk = np.repeat(np.add.reduceat(1.0 - dice[order], start) / count, count)
     kept = np.arange(1, len(dice) + 1)
-    return kept / len(dice), np.cumsum(1.0 - dice[order]) / kept
+    return kept / len(dice), np.cumsum(risk) / kept
 
 
 def aurc(confidence: np.ndarray, dice: np.ndarray) -> float:
@@ -130,8 +135,11 @@ def fit_guard(model: ServedModel, prepared: Path) -> tuple[Guard, dict[str, Any]
     raw = {c: columns(rows, f"confidence_{estimator}_{c}") for c in names}
     offset = {c: float(np.median(columns(rows, f"dice_{c}") - raw[c])) for c in names}
     low = {c: low_threshold(np.clip(raw[c] + offset[c], 0, 1), columns(rows, f"dice_{c}") < failing[c]) for c in names}
-    cov = LedoitWolf().fit(features(model, prepared_cases(prepared, "train")))
-    center, precision = torch.from_numpy(cov.location_), torch.from_numpy(cov.precision_)
+    train = features(model, prepared_cases(prepared, "train"))
+    scale = train.std(0) + 1e-6 * train.std(0).max() + 1e-12  # channels never active keep a finite scale
+    cov = LedoitWolf().fit(train / scale)  # standardised: shrinkage toward the identity weighs every feature alike
+    center = torch.from_numpy(train.mean(0))
+    precision = torch.from_numpy(cov.precision_ / np.outer(scale, scale))  # the same distance on raw features
     unit = Guard(estimator, offset, low, center, precision, 1.0)
     val = np.array([unit.ood_score(torch.from_numpy(f)) for f in features(model, prepared_cases(prepared, "val"))])
     guard = Guard(estimator, offset, low, center, precision, conformal_threshold(val))

@@ -187,7 +187,7 @@ def risk_coverage_both(
         with (folder / "test_cases.csv").open() as fh:
             rows = list(csv.DictReader(fh))
         est = tests[arch]["guard"]["estimator"]
-        conf = np.array([np.mean([float(r[f"confidence_{est}_{c}"]) for c in names]) for r in rows])
+        conf = np.array([np.mean([float(r[f"confidence_{c}"]) for c in names]) for r in rows])  # as shipped
         dice = np.array([np.mean([float(r[f"dice_{c}"]) for c in names]) for r in rows])
         coverage, risk = risk_coverage(conf, dice)
         ax.plot(coverage, risk, label=f"{ARCHS[arch]} ({est})")

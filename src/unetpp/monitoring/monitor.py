@@ -12,12 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from unetpp import tracking
 from unetpp.errors import UserError
+from unetpp.evaluation.guard import OOD_ALPHA
 from unetpp.monitoring.drift import compare
-from unetpp.monitoring.requests import recent, table
+from unetpp.monitoring.requests import recent, table, versions
 from unetpp.params import Params
 from unetpp.registry.promotion import CHAMPION, Registry
 
@@ -37,6 +39,23 @@ def champion_reference(params: Params, root: Path) -> tuple[str, list[dict[str, 
     return str(version.version), meta["reference"]
 
 
+def flagged(current: pd.DataFrame, reference_cases: int) -> dict[str, Any]:
+    """The share of the window flagged out of distribution, and whether it is more than the flag's own rate
+    explains: under no shift an input is flagged with probability at most max(`OOD_ALPHA`, 1 / (n + 1)) for
+    n val (reference) cases; a one-sided binomial test of the flagged count at p < `OOD_ALPHA`."""
+    from scipy.stats import binomtest
+
+    count, n = int(current["ood_score"].gt(1.0).sum()), len(current)
+    rate = max(OOD_ALPHA, 1 / (reference_cases + 1))
+    p = binomtest(count, n, rate, alternative="greater").pvalue
+    return {
+        "flagged_share": count / n,
+        "flag_rate_bound": rate,
+        "ood_p_value": float(p),
+        "ood_drift": bool(p < OOD_ALPHA),
+    }
+
+
 def check(params: Params, root: Path, log_folder: Path) -> dict[str, Any]:
     """The verdict on the champion's `monitor.window` most recent requests (no verdict under
     `monitor.min_requests`), its HTML report, logged as an MLflow run."""
@@ -45,14 +64,13 @@ def check(params: Params, root: Path, log_folder: Path) -> dict[str, Any]:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     verdict: dict[str, Any] = {"version": version, "requests": len(window), "reference": len(reference)}
     if len(window) < params.monitor.min_requests:
-        return verdict | {"drift": None, "reason": f"{len(window)} requests < monitor.min_requests"}
+        others = versions(log_folder) - {version}
+        elsewhere = f"; the log holds requests of version(s) {', '.join(sorted(others))}" if others else ""
+        return verdict | {"drift": None, "reason": f"{len(window)} requests < monitor.min_requests{elsewhere}"}
     current = table(window)
     verdict |= compare(table(reference), current, root / REPORTS / f"drift-{stamp}.html")
-    verdict |= {
-        "flagged_share": float(current["ood_score"].gt(1.0).mean()),
-        "since": window[0]["time"],
-        "until": window[-1]["time"],
-    }
+    verdict |= flagged(current, len(reference)) | {"since": window[0]["time"], "until": window[-1]["time"]}
+    verdict["drift"] = verdict["drift"] or verdict["ood_drift"]
     tracking.configure(params.tracking, root)
     with tracking.mlflow.start_run(run_name=f"monitor {stamp}", tags={"kind": "monitor", "champion": version}):
         tracking.mlflow.log_metrics(
@@ -64,14 +82,19 @@ def check(params: Params, root: Path, log_folder: Path) -> dict[str, Any]:
 
 
 def export_least_confident(params: Params, root: Path, log_folder: Path, version: str) -> dict[str, Any]:
-    """Copy the `monitor.export` least confident kept images of the window to a new folder to label, with
-    a CSV of what the model said; nothing when the log keeps no images (`serve.keep_images` off)."""
+    """Copy the `monitor.export` least trustworthy kept images of the window (flagged out of distribution
+    first, then the least confident) to a new folder to label, with a CSV of what the model said; nothing
+    when the log keeps no images (`serve.keep_images` off)."""
     window = [r for r in recent(log_folder, version, params.monitor.window) if r["image"]]
     if not window:
         return {"exported": 0, "reason": "the request log keeps no images (serve.keep_images is false)"}
 
-    def least(r: dict[str, Any]) -> float:
-        return min(json.loads(r["confidence"] or "{}").values(), default=0.0)
+    def least(r: dict[str, Any]) -> tuple[bool, float]:
+        """Flagged inputs first, the farthest first (their confidence says nothing: a blank frame's empty answer
+        is certain), then the least confident class."""
+        if r["out_of_distribution"]:
+            return False, -float(r["ood_score"])
+        return True, min(json.loads(r["confidence"] or "{}").values(), default=0.0)
 
     chosen = sorted(window, key=least)[: params.monitor.export]
     folder = root / REPORTS / f"to-label-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"

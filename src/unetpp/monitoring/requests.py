@@ -7,6 +7,7 @@ ratio for disc + cup), and the pooled bottleneck features as `feature_<k>` (the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from pathlib import Path
@@ -41,9 +42,18 @@ def recent(folder: Path, version: str, size: int) -> list[dict[str, Any]]:
     """The `size` most recent records answered by `version`, oldest first (none when no log exists yet)."""
     if not (folder / DB).is_file():
         return []
-    with sqlite3.connect(folder / DB, timeout=30) as db:
+    with contextlib.closing(sqlite3.connect(folder / DB, timeout=30)) as db:
         db.row_factory = sqlite3.Row
         rows = db.execute(
             "SELECT * FROM requests WHERE version = ? ORDER BY id DESC LIMIT ?", (version, size)
         ).fetchall()
     return [dict(r) for r in reversed(rows)]
+
+
+def versions(folder: Path) -> set[str]:
+    """The registry versions the log holds requests of (a server pinned to another version than the
+    champion answers under its own)."""
+    if not (folder / DB).is_file():
+        return set()
+    with contextlib.closing(sqlite3.connect(folder / DB, timeout=30)) as db:
+        return {v for (v,) in db.execute("SELECT DISTINCT version FROM requests")}

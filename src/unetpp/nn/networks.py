@@ -173,7 +173,7 @@ class NodeNet(nn.Module):
         logits = [self.heads[f"head_{k}"](feats[(0, k)])[..., :h, :w] for k in self.head_ids]
         probs = torch.sigmoid(torch.stack(logits, 1))
         deepest = feats[(max(i for i, j, _ in self.nodes if j == 0), 0)]
-        return probs, torch.cat([deepest.mean(dim=(2, 3)), deepest.std(dim=(2, 3))], 1)
+        return probs, torch.cat([deepest.mean(dim=(2, 3)), deepest.std(dim=(2, 3), correction=0)], 1)
 
 
 class UNetPlusPlus(NodeNet):

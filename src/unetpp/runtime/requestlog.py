@@ -26,7 +26,8 @@ ENV = "UNETPP_REQUEST_LOG"  # the log's folder, set by `unetpp serve start` for 
 DB = "requests.sqlite"
 LOCK_SECONDS = 30  # how long a writer waits for another's transaction
 STRIDE = 4  # intensity statistics read every 4th row and column: 1/16 of the pixels
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time TEXT NOT NULL,
@@ -42,8 +43,9 @@ CREATE TABLE IF NOT EXISTS requests (
     confidence TEXT,
     readout TEXT NOT NULL,
     image TEXT
+)""",
+    "CREATE INDEX IF NOT EXISTS by_version ON requests (version, id)",
 )
-"""
 
 
 def intensity_stats(image: np.ndarray) -> list[dict[str, float]]:
@@ -60,7 +62,7 @@ def connect(folder: Path) -> sqlite3.Connection:
     """The log in `folder` (created with its table when absent), in WAL mode: readers never block writers."""
     folder.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(folder / DB, timeout=LOCK_SECONDS)
-    for statement in ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", SCHEMA):
+    for statement in ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", *SCHEMA):
         _patiently(db, statement)
     return db
 

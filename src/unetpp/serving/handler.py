@@ -12,7 +12,9 @@ overlay PNG. A bad request gets its own 4xx inside a batch; the others and the w
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -60,7 +62,9 @@ class SegmentationHandler(BaseHandler):
         }
         with inference_context():  # warm-up: the worker turns READY only once it answers at full speed
             for _ in range(2):
-                self.model(torch.zeros(1, self.intensity.in_channels, self.geometry.size, self.geometry.size))
+                self.model.guard_outputs(
+                    torch.zeros(1, self.intensity.in_channels, self.geometry.size, self.geometry.size)
+                )
         self.initialized = True
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
@@ -107,7 +111,10 @@ class SegmentationHandler(BaseHandler):
             }
         answered = time.perf_counter()
         if self.log is not None:
-            self.log.append(records)
+            try:
+                self.log.append(records)
+            except sqlite3.Error as err:  # the answers stand: a log that cannot be written loses these records
+                logging.getLogger(__name__).error("request log: %d records lost: %s", len(records), err)
         _time(
             context.metrics,
             {
