@@ -283,4 +283,6 @@ def load_manifest(prepared: Path) -> pd.DataFrame:
     path = prepared / MANIFEST
     if not path.is_file():
         raise UserError(f"{path}: no manifest; run `unetpp ingest` (or `dvc repro ingest`) first")
-    return pd.read_csv(path, keep_default_na=True, dtype={"id": str, "group": str})  # "001" stays "001"
+    # "001" stays "001"; floats read back bit for bit (pandas 2's default parser can lose the last digit, and a
+    # rewritten manifest would then differ from the one DVC hashed)
+    return pd.read_csv(path, keep_default_na=True, dtype={"id": str, "group": str}, float_precision="round_trip")
