@@ -12,7 +12,15 @@ from tests.models import TINY_PARAMS, fit_tiny
 from tests.params import project_params
 from unetpp.data.ingest import ingest
 from unetpp.evaluation.foreign import KINDS, foreign
-from unetpp.evaluation.guard import aurc, conformal_threshold, failure_auroc, fit_guard, low_threshold, risk_figures
+from unetpp.evaluation.guard import (
+    aurc,
+    conformal_threshold,
+    failure_auroc,
+    fit_guard,
+    flag_rate_bound,
+    low_threshold,
+    risk_figures,
+)
 from unetpp.evaluation.served import ServedModel, prepared_cases, score_cases
 from unetpp.nn.checkpoint import model_payload
 from unetpp.params import Params
@@ -41,6 +49,8 @@ def test_the_conformal_threshold_is_the_rank_the_level_asks() -> None:
     d = np.arange(1.0, 41.0)  # 40 calibration distances: ceil(41 * 0.95) = 39th smallest
     assert conformal_threshold(d, 0.05) == 39.0
     assert conformal_threshold(d[:5], 0.05) == 5.0  # too few to leave any out: the largest
+    assert flag_rate_bound(5) == pytest.approx(1 - 0.05 ** (1 / 5))  # the largest of 5: Beta(1, 5)
+    assert 0.05 < flag_rate_bound(400) < 0.07 and flag_rate_bound(400) < flag_rate_bound(40)
 
 
 @pytest.fixture(scope="module")

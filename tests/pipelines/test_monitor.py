@@ -48,7 +48,7 @@ def test_a_foreign_window_is_drift_and_its_least_confident_inputs_are_exported(
     with serve_champion(project) as server:
         _send(server, [generate_fundus(i, 96, seed=100).image for i in range(14)])
         calm = monitor(str(project))
-        assert calm["verdict"]["drift"] is False and calm["started"] == {"action": "none"}
+        assert calm["verdict"]["drift"] is False and calm["started"] == {"action": "none"}, str(calm["verdict"])
         assert Path(calm["verdict"]["report"]).is_file()  # Evidently's HTML
         base = generate_fundus(0, 96, seed=100).image
         kinds = ("blank", "noise", "spots")

@@ -17,7 +17,7 @@ import torch
 
 from unetpp import tracking
 from unetpp.errors import UserError
-from unetpp.evaluation.guard import OOD_ALPHA
+from unetpp.evaluation.guard import OOD_ALPHA, flag_rate_bound
 from unetpp.monitoring.drift import compare
 from unetpp.monitoring.requests import recent, table, versions
 from unetpp.params import Params
@@ -41,12 +41,12 @@ def champion_reference(params: Params, root: Path) -> tuple[str, list[dict[str, 
 
 def flagged(current: pd.DataFrame, reference_cases: int) -> dict[str, Any]:
     """The share of the window flagged out of distribution, and whether it is more than the flag's own rate
-    explains: under no shift an input is flagged with probability at most max(`OOD_ALPHA`, 1 / (n + 1)) for
-    n val (reference) cases; a one-sided binomial test of the flagged count at p < `OOD_ALPHA`."""
+    explains: a one-sided binomial test of the flagged count, at p < `OOD_ALPHA`, against the rate the
+    threshold fitted on the n val (reference) cases allows (`flag_rate_bound`)."""
     from scipy.stats import binomtest
 
     count, n = int(current["ood_score"].gt(1.0).sum()), len(current)
-    rate = max(OOD_ALPHA, 1 / (reference_cases + 1))
+    rate = flag_rate_bound(reference_cases)
     p = binomtest(count, n, rate, alternative="greater").pvalue
     return {
         "flagged_share": count / n,
