@@ -48,6 +48,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 1.25  # TorchServe p50 / raw forward
 THROUGHPUT_TARGET = 0.8  # requests/s at the highest concurrency / raw batch-1 forward throughput
 OVERRIDES = ("batch_size", "max_batch_delay_ms", "workers", "threads")
+CORES = torch.get_num_threads()
 
 
 def parse_args() -> argparse.Namespace:
@@ -78,9 +79,10 @@ def worker_pid(server: Server) -> int | None:
 
 
 def raw_forward_ms(server: Server, image: np.ndarray, repeats: int = 200) -> tuple[float, str]:
-    """Median batch-1 forward of the served archive's model at its resolution, here in-process."""
+    """Median batch-1 forward of the served archive's model at its resolution, here in-process, on every core
+    (torch's default threads): the machine's raw throughput, whatever the server's workers and threads."""
     model, meta = load_archive(server.newest_archive())
-    torch.set_num_threads(server.cfg.threads)
+    torch.set_num_threads(CORES)
     served = optimize_for_inference(model, channels_last=True)
     x = network_input(image, Geometry.of(meta), Intensity.of(meta, model.config["in_channels"]))[None]
     ms, _ = median_latency_ms(lambda: run_inference(served, x), warmup=20, repeats=repeats)
@@ -165,7 +167,7 @@ def main() -> None:
     console.print(table)
     first = rows[0]
     console.print(
-        f"raw forward (median of 200, batch 1, {server.cfg.threads} threads): {forward:.2f} ms; "
+        f"raw forward (median of 200, batch 1, {CORES} threads): {forward:.2f} ms; "
         f"p50 at concurrency {first['concurrency']} / raw forward = {first['p50_over_forward']:.2f} "
         f"(target <= {TARGET}); worker RSS {before:.0f} MiB before, {after:.0f} MiB after"
     )
