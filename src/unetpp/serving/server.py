@@ -127,6 +127,18 @@ class Server:
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
 
+    def _metrics_config(self) -> Path:
+        """TorchServe's own metrics config with ours (serving/metrics.yaml) added: the file replaces the
+        default as a whole, and the installed default stays the one source of TorchServe's metrics."""
+        import ts
+
+        merged = yaml.safe_load((Path(ts.__file__).parent / "configs" / "metrics.yaml").read_text())
+        for kind, metrics in yaml.safe_load((HERE / "metrics.yaml").read_text())["model_metrics"].items():
+            merged.setdefault("model_metrics", {}).setdefault(kind, []).extend(metrics)
+        path = self.runtime / "metrics.yaml"
+        path.write_text(yaml.safe_dump(merged, sort_keys=False))
+        return path
+
     def pid(self) -> int | None:
         """The running frontend's pid (from TorchServe's pid file), or None."""
         path = self.runtime / "tmp" / ".model_server.pid"
@@ -153,7 +165,7 @@ class Server:
         fields = self.cfg.model_dump() | {
             "model_store": self.store,
             "load_models": f"{self.name}={mar.name}",
-            "metrics_config": HERE / "metrics.yaml",
+            "metrics_config": self._metrics_config(),
         }
         (self.runtime / "config.properties").write_text(template.format(**fields))
         console = self.runtime / "logs" / "console.log"
