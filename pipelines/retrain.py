@@ -8,11 +8,16 @@ process, a busy file) is retried; one whose command rejected its input (exit 2, 
 not. The flow compares the command's own exit code (DVC exits 255 whatever it was), which `unetpp`
 writes to the file named by $UNETPP_EXIT_FILE.
 
-Run: `python -m pipelines.retrain` in the project folder (what `bash scripts/run.sh` does).
+With `push`, a successful run ends with `dvc push --run-cache` to the project's default DVC remote:
+the prepared data, the models and the run cache, so that a colleague's clone that runs `dvc pull` has
+every stage up to date and trains nothing.
+
+Run: `python -m pipelines.retrain [--push]` in the project folder (what `bash scripts/run.sh` does).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -72,17 +77,17 @@ def stage_names(project: Path) -> list[str]:
     return list(yaml.safe_load((project / "dvc.yaml").read_text())["stages"])
 
 
+def dvc_env() -> dict[str, str]:
+    """The environment DVC runs in: this interpreter's tools first on PATH, no analytics."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
+
+
 @task(**RETRIED, task_run_name="dvc-{stage}")
 def reproduce(stage: str, project: Path) -> str:
     """`dvc repro --single-item STAGE`, its log streamed line by line; returns 'ran' or 'skipped'."""
     logger = get_run_logger()
     exit_file = Path(tempfile.mkdtemp(prefix="unetpp-exit-")) / "exit.json"
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "DVC_NO_ANALYTICS": "1",
-        EXIT_FILE_ENV: str(exit_file),
-    }
+    env = {**dvc_env(), EXIT_FILE_ENV: str(exit_file)}
     proc = subprocess.Popen(
         [str(BIN / "dvc"), "repro", "--single-item", stage],
         cwd=project,
@@ -160,6 +165,23 @@ def package(project: Path, params_file: str, champion: str | None) -> dict[str, 
     return {"archive": str(mar), "action": action + f"; TorchServe serves version {champion}"}
 
 
+@task(**RETRIED)
+def push(project: Path) -> str:
+    """`dvc push --run-cache` to the default remote; a missing remote is bad input (never retried)."""
+    dvc = str(BIN / "dvc")
+    remote = subprocess.run([dvc, "remote", "default"], cwd=project, env=dvc_env(), capture_output=True, text=True)
+    if remote.returncode or not remote.stdout.strip():
+        raise UserError(
+            f"push asked for, but {project} has no default DVC remote: add one with "
+            "`dvc remote add -d team <url>` (a folder, s3://, ssh://, ...) and commit .dvc/config"
+        )
+    done = subprocess.run([dvc, "push", "--run-cache"], cwd=project, env=dvc_env(), capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"dvc push failed ({done.returncode}):\n{(done.stdout + done.stderr)[-2000:]}")
+    last = (done.stdout.strip().splitlines() or ["nothing to push"])[-1]
+    return f"{remote.stdout.strip()}: {last}"
+
+
 def _publish(project: Path, decision: dict[str, Any]) -> None:
     """Prefect artifacts: validation summary, metrics per level, the selection, the promotion decision."""
     validation = json.loads((project / "reports/validation.json").read_text())
@@ -186,8 +208,9 @@ def _publish(project: Path, decision: dict[str, Any]) -> None:
 
 
 @flow(name="retrain")
-def retrain(project: str = str(ROOT), params_file: str = "params.yaml") -> dict[str, Any]:
-    """Reproduce the pipeline, register the selection, gate and promote it; return the summary."""
+def retrain(project: str = str(ROOT), params_file: str = "params.yaml", push_remote: bool = False) -> dict[str, Any]:
+    """Reproduce the pipeline, register the selection, gate and promote it (then push to the DVC remote
+    when `push_remote`); return the summary."""
     from unetpp.data.ingest import read_record
 
     root = Path(project).resolve()
@@ -198,6 +221,7 @@ def retrain(project: str = str(ROOT), params_file: str = "params.yaml") -> dict[
     decision = gate(root, params_file, registered["version"])
     packaged = package(root, params_file, decision["champion_after"])
     _publish(root, decision)
+    pushed = push(root) if push_remote else None
     selected = json.loads((root / "models/selected.json").read_text())
     test = json.loads((root / "metrics/test.json").read_text())
     summary = {
@@ -213,6 +237,7 @@ def retrain(project: str = str(ROOT), params_file: str = "params.yaml") -> dict[
         "registered": registered,
         "decision": decision,
         "package": packaged,
+        "pushed": pushed,
     }
     get_run_logger().info(render(summary))
     return summary
@@ -260,9 +285,18 @@ def render(summary: dict[str, Any]) -> str:
             *([f"  for info:  {_test_line(dec['test'])}"] if dec.get("test") else []),
             f"  champion:  version {dec['champion_after']}",
             f"  serving:   {summary['package']['archive']} ({summary['package']['action']})",
+            *([f"  remote:    {summary['pushed']}"] if summary.get("pushed") else []),
         ]
     )
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.retrain", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--push", action="store_true", help="dvc push --run-cache to the default remote at the end")
+    args = parser.parse_args(argv)
+    print(render(retrain(project=str(Path.cwd()), params_file=args.params, push_remote=args.push)))
+
+
 if __name__ == "__main__":
-    print(render(retrain(project=str(Path.cwd()))))
+    main()

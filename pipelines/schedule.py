@@ -3,8 +3,8 @@
 Schedules only fire against a Prefect server (not the per-process ephemeral one):
 `bash scripts/prefect-server.sh` starts one on 127.0.0.1:4200, then
 `PREFECT_API_URL=http://127.0.0.1:4200/api python -m pipelines.schedule [--cron "0 3 * * 1"]
-[--monitor-cron "0 * * * *"]` serves both until stopped; the crons default to `schedule.cron` and
-`schedule.monitor_cron` in params.yaml.
+[--monitor-cron "0 * * * *"] [--push]` serves both until stopped; the crons default to `schedule.cron` and
+`schedule.monitor_cron` in params.yaml; `--push` ends each retrain with `dvc push --run-cache`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--monitor-cron", help="the monitor's cron (default: schedule.monitor_cron in params.yaml)")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--name", default=DEPLOYMENT)
+    parser.add_argument("--push", action="store_true", help="each retrain pushes to the default DVC remote")
     args = parser.parse_args(argv)
     if not os.environ.get("PREFECT_API_URL"):
         print(
@@ -44,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parameters = {"project": str(Path.cwd()), "params_file": args.params}
     serve(
         retrain.to_deployment(
-            name=args.name, schedules=[Cron(args.cron or params.schedule.cron, timezone=zone)], parameters=parameters
+            name=args.name,
+            schedules=[Cron(args.cron or params.schedule.cron, timezone=zone)],
+            parameters=parameters | {"push_remote": args.push},
         ),
         monitor.to_deployment(
             name=MONITOR,

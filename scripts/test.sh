@@ -7,4 +7,4 @@ if ! command -v java >/dev/null && command -v apt-get >/dev/null; then
   $sudo apt-get update -qq && $sudo apt-get install -y -qq openjdk-17-jre-headless >/dev/null
 fi
 ruff check .
-pytest -q "$@"
+pytest -q -rs "$@"  # -rs: every skip and its reason in the summary

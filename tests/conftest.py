@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,7 @@ from PIL import Image
 from unetpp.data.synthetic import generate_fundus
 from unetpp.nn.networks import NodeNet
 from unetpp.params import Params
+from unetpp.stack.servers import Stack
 
 
 @pytest.fixture(autouse=True)
@@ -76,3 +81,26 @@ def folder_dataset(tmp_path: Path) -> Path:
             Image.fromarray(s.image).save(root / "images" / split / f"eye{i}.png")
             Image.fromarray(s.masks[0].astype(np.uint8) * 255).save(root / "masks" / split / f"eye{i}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def team_stack() -> Iterator[Stack]:
+    """The team's servers (PostgreSQL, MLflow on it, Prefect) on loopback in a temporary folder, started once
+    for the session and stopped by PID. Skipped, with the reason in pytest's summary, only when the
+    PostgreSQL server binaries are absent."""
+    from unetpp.stack import postgres
+    from unetpp.stack.processes import StackError
+
+    try:
+        postgres.binaries()
+    except StackError as err:
+        pytest.skip(f"the team stack's tests need PostgreSQL: {err}")
+    folder = Path(tempfile.mkdtemp(prefix="unetpp-stack-"))
+    os.chmod(folder, 0o755)  # as root, PostgreSQL runs as an unprivileged user, who must reach its cluster
+    stack = Stack(folder=folder / ".stack")
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+        shutil.rmtree(folder, ignore_errors=True)

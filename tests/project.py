@@ -27,12 +27,22 @@ def _outside_the_checkout(folder: str, names: list[str]) -> set[str]:
     return {n for n in names if (Path(folder) == ROOT and n in top) or "cache" in n}
 
 
-def tiny_project(dest: Path) -> Path:
-    """Copy the checkout to `dest` with the tiny params, and `dvc init` it (no git)."""
+def tiny_project(dest: Path, git: bool = False) -> Path:
+    """Copy the checkout to `dest` with the tiny params, and `dvc init` it (in a new git repository with `git`)."""
     shutil.copytree(ROOT, dest, ignore=_outside_the_checkout)
     (dest / "params.yaml").write_text(yaml.safe_dump(project_params(TINY)))
-    assert run(["dvc", "init", "--no-scm", "-q"], dest).returncode == 0
+    if git:
+        for args in (["init", "-q"], ["config", "user.email", "ci@unetpp"], ["config", "user.name", "ci"]):
+            assert run(["git", *args], dest).returncode == 0
+    assert run(["dvc", "init", "-q"] if git else ["dvc", "init", "--no-scm", "-q"], dest).returncode == 0
     return dest
+
+
+def commit(project: Path, message: str) -> None:
+    """`git add -A && git commit`: what a user does after a run (outputs in git, the rest in DVC)."""
+    for args in (["add", "-A"], ["commit", "-q", "-m", message]):
+        done = run(["git", *args], project)
+        assert done.returncode == 0, done.stderr
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -218,6 +218,21 @@ def cmd_serve(args: argparse.Namespace) -> None:
         print(json.dumps(server.status(), indent=2))
 
 
+def cmd_stack(args: argparse.Namespace) -> None:
+    """The team's servers (PostgreSQL, MLflow, Prefect) for this project: up, down, status."""
+    from unetpp.stack.servers import Stack, render
+
+    stack = Stack(folder=Path(args.folder) if args.folder else None)
+    if args.action == "up":
+        print(render(stack.up(args.host, args.artifacts)))
+    elif args.action == "down":
+        stopped = stack.down()
+        print(", ".join(f"{name} {'stopped' if was else 'was not running'}" for name, was in stopped.items())
+              + f"; data kept in {stack.folder}")  # fmt: skip
+    else:
+        print(render(stack.status()))
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     """Send IMAGE to the running TorchServe; print the JSON answer and write the overlay PNG."""
     from unetpp.serving.client import predict
@@ -259,11 +274,14 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], dict[str, str]]]
     "registry": (cmd_registry, {"--models": "models", "--prepared": "data/prepared", "--version": None}),
     "serve": (cmd_serve, {"--version": None, "--mar": None}),
     "predict": (cmd_predict, {"--overlay": None}),
+    # --host: 127.0.0.1 (the default) or 0.0.0.0 for the team; --artifacts: a folder or s3://bucket/prefix
+    "stack": (cmd_stack, {"--folder": None, "--host": None, "--artifacts": None}),
 }
 # subcommands that take an action word first: name -> the actions
 ACTIONS = {
     "registry": ("show", "register", "promote", "rollback"),
     "serve": ("package", "start", "stop", "status", "swap"),
+    "stack": ("up", "down", "status"),
 }
 
 

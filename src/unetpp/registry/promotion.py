@@ -10,28 +10,28 @@ the lower bound of the 95% bootstrap interval of the mean difference is at least
 Caveats a user should know: val also chose the challenger's epoch and variant, which favours it a
 little on these cases; over fewer than ~10 cases the percentile interval is narrow, so read it as
 indicative. Both models' test figures on the same test cases are tagged for information, never used
-to decide. Every decision is written as tags on the challenger's version. Mutations hold a file lock
-beside the tracking store: two processes promoting at once are serialised, and the aliases always agree
-with the `replaced` tags (one host; a shared tracking server needs its own guard).
+to decide. Every decision is written as tags on the challenger's version. Mutations hold the promotion
+lock (`unetpp.registry.lock`: a Prefect global concurrency limit across hosts, a file lock on one):
+two processes promoting at once are serialised, and the aliases always agree with the `replaced` tags.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
 
 from unetpp import tracking
 from unetpp.errors import UserError
 from unetpp.evaluation.metrics import paired_difference
 from unetpp.evaluation.served import ServedModel, per_case_dice, prepared_cases, score_cases
 from unetpp.params import Params, PromoteParams
+from unetpp.registry.lock import promotion_lock
 
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous"
 
@@ -94,9 +94,7 @@ class Registry:
         tracking.configure(params.tracking, self.root)
         self.client = tracking.MlflowClient()
         self.name = params.promote.model_name
-        store = tracking.store_dir(params.tracking, self.root)
-        store.mkdir(parents=True, exist_ok=True)
-        self.lock = FileLock(str(store / "registry.lock"), timeout=600)
+        self.store = tracking.store_dir(params.tracking, self.root)
 
     # --- reading -------------------------------------------------------------------------
     def aliases(self) -> dict[str, str]:
@@ -161,7 +159,7 @@ class Registry:
         uri = selected.get("model_uri")
         if not uri:
             raise RegistryError(f"{models_dir / 'selected.json'} has no model_uri; run `unetpp select` first")
-        with self.lock:
+        with promotion_lock(self.store):
             existing = [v for v in self.versions() if v.tags.get("model_uri") == uri]
             created = not existing
             if created:
@@ -192,7 +190,8 @@ class Registry:
         policy allows; tag both models' figures on the test cases for information."""
         from unetpp.tracking import file_sha256
 
-        with self.lock:
+        with promotion_lock(self.store):
+            started = _now()  # the lock is held from here: two gates' [started, at] never overlap
             candidate = self.by_alias(CHALLENGER) if version is None else self.version(version)
             if candidate is None:
                 raise RegistryError(f"registered model {self.name!r} has no {CHALLENGER!r}; register a model first")
@@ -226,12 +225,12 @@ class Registry:
                 diff,
                 test,
             )
-            self._record(version, decision)
+            self._record(version, decision, started)
             return decision
 
     def rollback(self) -> tuple[str, str]:
         """Move `champion` back to `previous`; `previous` then steps one further back (or goes)."""
-        with self.lock:
+        with promotion_lock(self.store):
             champion, previous = self.by_alias(CHAMPION), self.by_alias(PREVIOUS)
             if champion is None or previous is None:
                 raise RegistryError(
@@ -256,7 +255,7 @@ class Registry:
             self.client.set_model_version_tag(self.name, version, "replaced", old)
         self.client.set_registered_model_alias(self.name, CHAMPION, version)
 
-    def _record(self, version: str, decision: Decision) -> None:
+    def _record(self, version: str, decision: Decision, started: str) -> None:
         def fmt(value: float | None) -> str:
             return "none" if value is None else f"{value:.4f}"
 
@@ -272,6 +271,7 @@ class Registry:
             "gate.difference": "none" if diff is None else f"{diff['mean']:+.4f}",
             "gate.difference_ci95": "none" if diff is None else f"[{diff['ci95'][0]:+.4f}, {diff['ci95'][1]:+.4f}]",
             "gate.policy": self.params.promote.model_dump_json(),
+            "gate.started": started,
             "gate.at": _now(),
         }
         tags |= {f"info.test.{k}": fmt(v) if isinstance(v, float) else str(v) for k, v in test.items()}
@@ -347,4 +347,5 @@ def _number(value: Any) -> bool:
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    """UTC, to the millisecond: gates that follow each other within a second stay in order."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

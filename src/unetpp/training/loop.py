@@ -2,9 +2,10 @@
 
 Resumable: `models/last.pt` (model, optimiser, scheduler, weight average, history, MLflow run id)
 is rewritten atomically after every epoch; a rerun with the same fingerprint (params and data)
-continues from it. Epoch k's shuffling and augmentation depend only on (seed, k), so a resumed run
-ends with the same result as an uninterrupted one. Under `torchrun` it trains with DDP (gloo on
-CPU, NCCL on CUDA); rank 0 alone logs and writes checkpoints.
+continues from it. It is this machine's scratch, not an output: DVC neither tracks nor pushes it
+(a colleague's clone pulls `best.pt` and has nothing to resume). Epoch k's shuffling and augmentation
+depend only on (seed, k), so a resumed run ends with the same result as an uninterrupted one. Under
+`torchrun` it trains with DDP (gloo on CPU, NCCL on CUDA); rank 0 alone logs and writes checkpoints.
 """
 
 from __future__ import annotations

@@ -1,0 +1,67 @@
+"""`unetpp stack`: real PostgreSQL, MLflow and Prefect servers on loopback, stopped by PID, data kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg2
+import pytest
+import requests
+
+from unetpp.stack import postgres
+from unetpp.stack.processes import alive
+from unetpp.stack.servers import Stack, render
+
+
+def _experiments(stack: Stack) -> set[str]:
+    """What MLflow wrote into PostgreSQL, read from the database itself."""
+    state = stack.state()
+    pgpass = postgres.pgpass(stack.folder / "postgres")
+    with psycopg2.connect(host="127.0.0.1", port=state.ports["postgres"], user=postgres.ROLE, dbname="mlflow",
+                          passfile=str(pgpass)) as conn, conn.cursor() as cur:  # fmt: skip
+        cur.execute("SELECT name FROM experiments")
+        return {row[0] for row in cur.fetchall()}
+
+
+@pytest.mark.slow
+def test_up_prints_urls_down_stops_by_pid_and_the_data_stay(team_stack: Stack) -> None:
+    from mlflow.tracking import MlflowClient
+
+    status = team_stack.status()
+    assert all(info["running"] for info in status["services"].values()), status
+    env = status["env"]
+    assert env["MLFLOW_TRACKING_URI"].startswith("http://127.0.0.1:")
+    assert env["PREFECT_API_URL"].startswith("http://127.0.0.1:") and env["PREFECT_API_URL"].endswith("/api")
+    text = render(status)
+    assert f"export MLFLOW_TRACKING_URI={env['MLFLOW_TRACKING_URI']}" in text
+    assert requests.get(f"{env['PREFECT_API_URL']}/health", timeout=5).json() is True
+    name = "kept-between-runs"
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    if client.get_experiment_by_name(name) is None:
+        client.create_experiment(name)
+    assert name in _experiments(team_stack)  # the runs live in PostgreSQL, not in a file of the client's
+
+    pids = {n: info["pid"] for n, info in status["services"].items()}
+    stopped = team_stack.down()
+    assert stopped == {"prefect": True, "mlflow": True, "postgres": True}
+    assert not any(alive(pid) for pid in pids.values())
+    assert not any(info["running"] for info in team_stack.status()["services"].values())
+
+    again = team_stack.up()
+    assert again["env"] == env  # the same ports: the URLs a team wrote down stay true
+    assert name in _experiments(team_stack)
+    assert MlflowClient(env["MLFLOW_TRACKING_URI"]).get_experiment_by_name(name) is not None
+
+
+def test_a_taken_port_is_named(team_stack: Stack, tmp_path: Path) -> None:
+    """A second stack that remembers the first one's MLflow port refuses to start on it, and says which."""
+    import json
+
+    from unetpp.stack.processes import StackError
+
+    taken = team_stack.state().ports["mlflow"]
+    other = Stack(folder=tmp_path / ".stack")
+    other.folder.mkdir(parents=True)
+    other.file.write_text(json.dumps({"host": "127.0.0.1", "artifacts": "", "ports": {"postgres": taken}, "pids": {}}))
+    with pytest.raises(StackError, match=f"port {taken} .*postgres.* is taken"):
+        other.up()
