@@ -45,16 +45,20 @@ def commit(project: Path, message: str) -> None:
         assert done.returncode == 0, done.stderr
 
 
-def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """A command in `cwd` with the venv first on PATH and MLflow on a store beside the project."""
-    full = {
+def command_env(cwd: Path, **env: str) -> dict[str, str]:
+    """The venv first on PATH and MLflow on a store beside the project, unless `env` says otherwise."""
+    return {
         **os.environ,
         "DVC_NO_ANALYTICS": "1",
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         "MLFLOW_TRACKING_URI": f"sqlite:///{cwd.parent / 'mlflow.db'}",
         **env,
     }
-    return subprocess.run(args, cwd=cwd, env=full, capture_output=True, text=True, timeout=BUSY)
+
+
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """A command in `cwd` (see `command_env`), waited for."""
+    return subprocess.run(args, cwd=cwd, env=command_env(cwd, **env), capture_output=True, text=True, timeout=BUSY)
 
 
 def free_ports(n: int) -> list[int]:

@@ -1,4 +1,5 @@
-"""Training: resume after SIGKILL (moving average included) ends where an uninterrupted run ends; DDP on gloo."""
+"""Training: resume after SIGKILL (moving average included) ends where an uninterrupted run ends; DDP on gloo,
+one node or two."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import yaml
 
 from tests.params import TINY as TINY_RECIPE
 from tests.params import project_params
+from tests.project import free_ports
 from unetpp.data.dataset import PreparedDataset
 from unetpp.data.ingest import ingest
 from unetpp.nn.checkpoint import load_checkpoint
@@ -121,15 +123,31 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(workspace: Path) -> N
 
 
 @pytest.mark.slow
-def test_ddp_on_gloo_with_two_processes(workspace: Path) -> None:
-    work = _copy(workspace, "ddp")
-    proc = _train(work, str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2")
+def test_two_nodes_train_the_weights_of_one_node_with_two_processes(workspace: Path) -> None:
+    """DDP on gloo: `torchrun --standalone --nproc_per_node=2`, then two torchrun nodes of one process each
+    (two hosts, simulated: each its own copy of the project, rendezvous on 127.0.0.1); the same weights."""
+    one = _copy(workspace, "ddp")
+    proc = _train(one, str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads((work / "metrics/train.json").read_text())
+    summary = json.loads((one / "metrics/train.json").read_text())
     assert summary["epochs"] == TINY["train"]["epochs"]
     assert len(re.findall(r"^epoch 1/", proc.stdout, flags=re.M)) == 1  # rank 0 alone reports
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
-    run_id = json.loads((work / "models/run.json").read_text())["run_id"]
+    mlflow.set_tracking_uri(f"sqlite:///{one / 'mlflow.db'}")
+    run_id = json.loads((one / "models/run.json").read_text())["run_id"]
     assert mlflow.get_run(run_id).data.tags["world_size"] == "2"
+
+    nodes = [_copy(workspace, f"node{rank}") for rank in (0, 1)]
+    rendezvous = ["--nnodes=2", "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={free_ports(1)[0]}"]
+    procs = [
+        subprocess.Popen([str(BIN / "torchrun"), *rendezvous, f"--node_rank={rank}", str(BIN / "unetpp"), "train"],
+                         cwd=node, env=_env(node), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for rank, node in enumerate(nodes)
+    ]  # fmt: skip
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-2000:] for log in logs)
+    assert not (nodes[1] / "models/best.pt").exists()  # rank 0's host alone writes checkpoints
+    two = _best_weights(nodes[0])
+    for name, tensor in _best_weights(one).items():
+        assert torch.equal(tensor, two[name]), name

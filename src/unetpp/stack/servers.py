@@ -163,6 +163,8 @@ class Stack:
                 state.ports["postgres"], "prefect", "postgresql+asyncpg"
             ),
             "PREFECT_API_URL": "",  # the server is not a client of another one
+            # a promotion waiting for the limit asks again within ~5 s of its release (Prefect caps it at 30 s)
+            "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
         }
         pid = spawn([str(BIN / "prefect"), "server", "start", "--host", state.host, "--port", str(port)], log, env,
                     cwd=self.folder)  # fmt: skip
