@@ -126,9 +126,11 @@ def preflight(project: Path, params_file: str) -> None:
 def register(project: Path, params_file: str) -> dict[str, Any]:
     """Register the selected model (no duplicate for an unchanged selection); alias `challenger`."""
     from unetpp.params import load_params
+    from unetpp.registry.lock import describe
     from unetpp.registry.promotion import Registry
 
     registry = Registry(load_params(project / params_file), project)
+    get_run_logger().info("register: taking the promotion lock (%s)", describe(registry.store))
     version, created = registry.register(project / "models")
     return {"name": registry.name, "version": str(version.version), "created": created}
 
@@ -137,9 +139,11 @@ def register(project: Path, params_file: str) -> dict[str, Any]:
 def gate(project: Path, params_file: str, version: str) -> dict[str, Any]:
     """Re-score challenger and champion on the same validation data; promote when the policy allows."""
     from unetpp.params import load_params
+    from unetpp.registry.lock import describe
     from unetpp.registry.promotion import Registry
 
     registry = Registry(load_params(project / params_file), project)
+    get_run_logger().info("gate: taking the promotion lock (%s)", describe(registry.store))
     return registry.gate(version, project / "data" / "prepared").as_dict()
 
 

@@ -20,6 +20,7 @@ from prefect.schedules import Cron
 from pipelines.monitor import monitor
 from pipelines.retrain import retrain
 from unetpp.params import load_params
+from unetpp.registry.lock import ensure_promotion_limit
 
 DEPLOYMENT = "scheduled-retrain"
 MONITOR = "scheduled-monitor"
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    ensure_promotion_limit()  # the scheduled retrains promote through this server's limit
     params = load_params(args.params)
     zone = params.schedule.timezone
     parameters = {"project": str(Path.cwd()), "params_file": args.params}

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
-from pipelines.retrain import stage_names
 from tests.conftest import Stack, labelled_pairs
 from tests.params import TINY, project_params
-from tests.project import BUSY, command_env, commit, free_ports, run, tiny_project
+from tests.project import BUSY, ROOT, command_env, commit, free_ports, run, tiny_project
 
 PY = sys.executable
 GATE_TAGS = {
@@ -81,10 +81,8 @@ class Flow:
 @pytest.mark.timeout(BUSY)
 def test_a_team_retrains_a_growing_folder_on_one_stack(team_stack: Stack, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
-    from prefect.artifacts import Artifact
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from unetpp.registry.lock import promotion_lock
+    from unetpp.registry.lock import PROMOTION_LIMIT
 
     env = team_stack.client_env()
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
@@ -103,8 +101,9 @@ def test_a_team_retrains_a_growing_folder_on_one_stack(team_stack: Stack, tmp_pa
     assert client.get_registered_model("unetpp").aliases == {"challenger": "1", "champion": "1"}
     assert any(p.name == "model.pt" for p in Path(team_stack.state().artifacts).rglob("*")), "in the stack's store"
     assert not (a / "mlruns").exists()  # nothing tracked in a private SQLite file
-    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
-        assert Artifact.get("promotion") is not None  # the flow's artifacts are on the team's Prefect server
+    found = requests.post(f"{env['PREFECT_API_URL']}/artifacts/filter", json={"artifacts": {"key": {"any_": [
+        "promotion"]}}}, timeout=10).json()  # fmt: skip
+    assert found and "champion now: version 1" in found[0]["data"]  # the flow's artifacts, on the team's server
     commit(a, "retrained")
     ledger = (a / "splits.csv").read_text().splitlines()
 
@@ -116,15 +115,23 @@ def test_a_team_retrains_a_growing_folder_on_one_stack(team_stack: Stack, tmp_pa
 
     c = _clone(a, tmp_path / "c")
     labelled_pairs(source, range(12, 20), size=96)  # a month of labelling: 4 train, 3 val, 1 test
-    last = stage_names(a)[-1]
-    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), promotion_lock(tmp_path):
-        flows = [Flow(host, env) for host in (a, c)]  # both reach the registry while the test holds it
-        deadline = time.monotonic() + BUSY
-        while not all(f.saw(f"[{last}]") for f in flows) and all(f.proc.poll() is None for f in flows):
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
+    holder = subprocess.Popen([PY, "-m", "tests.registry.holder", "-", str(tmp_path / "holder")], cwd=ROOT,
+                              env=command_env(tmp_path, **env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline().startswith("held")  # a third host holds the registry ...
+    flows = [Flow(host, env) for host in (a, c)]  # ... while A and C retrain, and both wait for it
+    deadline = time.monotonic() + BUSY
+    while not all(f.saw("register: taking the promotion lock") for f in flows):
+        assert all(f.proc.poll() is None for f in flows) and time.monotonic() < deadline
+        time.sleep(0.5)
+    time.sleep(2)  # from the log line to the request for a slot
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    assert holder.wait(timeout=60) == 0
     logs = [f.wait() for f in flows]
     for log in logs:
+        assert f"'{PROMOTION_LIMIT}' on {env['PREFECT_API_URL']}" in log  # not a file lock
         assert "20 samples: new 8 (test 1, train 4, val 3), changed 0, reused 12" in log, log[-3000:]
 
     tags = {v: client.get_model_version("unetpp", v).tags for v in ("2", "3")}

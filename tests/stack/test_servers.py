@@ -24,16 +24,21 @@ def _experiments(stack: Stack) -> set[str]:
 
 
 @pytest.mark.slow
-def test_up_prints_urls_down_stops_by_pid_and_the_data_stay(team_stack: Stack) -> None:
+def test_up_prints_urls_down_stops_by_pid_and_the_data_stay(
+    team_stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
     from mlflow.tracking import MlflowClient
+
+    from unetpp.cli import main
 
     status = team_stack.status()
     assert all(info["running"] for info in status["services"].values()), status
     env = status["env"]
     assert env["MLFLOW_TRACKING_URI"].startswith("http://127.0.0.1:")
     assert env["PREFECT_API_URL"].startswith("http://127.0.0.1:") and env["PREFECT_API_URL"].endswith("/api")
-    text = render(status)
-    assert f"export MLFLOW_TRACKING_URI={env['MLFLOW_TRACKING_URI']}" in text
+    assert main(["stack", "status", "--folder", str(team_stack.folder)]) == 0
+    text = capsys.readouterr().out
+    assert text.strip() == render(status) and f"export MLFLOW_TRACKING_URI={env['MLFLOW_TRACKING_URI']}" in text
     assert requests.get(f"{env['PREFECT_API_URL']}/health", timeout=5).json() is True
     name = "kept-between-runs"
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
@@ -54,7 +59,7 @@ def test_up_prints_urls_down_stops_by_pid_and_the_data_stay(team_stack: Stack) -
 
 
 def test_a_taken_port_is_named(team_stack: Stack, tmp_path: Path) -> None:
-    """A second stack that remembers the first one's MLflow port refuses to start on it, and says which."""
+    """A second stack whose kept PostgreSQL port the first stack's MLflow now holds refuses it, and says which."""
     import json
 
     from unetpp.stack.processes import StackError

@@ -140,13 +140,18 @@ def test_two_nodes_train_the_weights_of_one_node_with_two_processes(workspace: P
 
     nodes = [_copy(workspace, f"node{rank}") for rank in (0, 1)]
     rendezvous = ["--nnodes=2", "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={free_ports(1)[0]}"]
-    procs = [
-        subprocess.Popen([str(BIN / "torchrun"), *rendezvous, f"--node_rank={rank}", str(BIN / "unetpp"), "train"],
-                         cwd=node, env=_env(node), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for rank, node in enumerate(nodes)
-    ]  # fmt: skip
-    logs = [p.communicate(timeout=600)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-2000:] for log in logs)
+    logs = [node / "torchrun.log" for node in nodes]
+    procs = []
+    try:
+        for rank, node in enumerate(nodes):
+            with logs[rank].open("w") as out:  # files, not pipes: neither node can block on a full one
+                command = [str(BIN / "torchrun"), *rendezvous, f"--node_rank={rank}", str(BIN / "unetpp"), "train"]
+                procs.append(subprocess.Popen(command, cwd=node, env=_env(node), stdout=out, stderr=subprocess.STDOUT))
+        codes = [p.wait(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert codes == [0, 0], "\n".join(log.read_text()[-2000:] for log in logs)
     assert not (nodes[1] / "models/best.pt").exists()  # rank 0's host alone writes checkpoints
     two = _best_weights(nodes[0])
     for name, tensor in _best_weights(one).items():

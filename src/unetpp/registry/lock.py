@@ -4,7 +4,8 @@ With a Prefect server configured (PREFECT_API_URL, in the environment or the Pre
 is the server's global concurrency limit `PROMOTION_LIMIT`, which reaches every host that talks to the
 same server. It is strict: a missing limit, or one that admits more than one holder, is an error
 naming the fix, never a silent pass. Without a Prefect server (the embedded default, one machine) it
-is a file lock beside the tracking store.
+is a file lock beside the tracking store, which only holds while the registry is on this machine too: a
+tracking server (MLFLOW_TRACKING_URI over HTTP or a database) without a Prefect server is refused.
 """
 
 from __future__ import annotations
@@ -66,10 +67,31 @@ def _check_limit(server: str) -> None:
         )
 
 
+def _local_registry() -> bool:
+    """The MLflow registry is a file of this machine (the embedded SQLite store, or a file store)."""
+    import mlflow
+
+    return mlflow.get_tracking_uri().split(":", 1)[0] in ("sqlite", "file")
+
+
+def describe(store: Path) -> str:
+    """Which lock `promotion_lock` takes, in words (for the flow's log)."""
+    server = prefect_server()
+    return f"file lock {store / 'registry.lock'}" if server is None else f"{PROMOTION_LIMIT!r} on {server}"
+
+
 @contextlib.contextmanager
 def promotion_lock(store: Path) -> Iterator[None]:
     """Hold the registry: Prefect's global limit when a server is configured, else a file lock in `store`."""
     server = prefect_server()
+    if server is None and not _local_registry():
+        import mlflow
+
+        raise PromotionLockError(
+            f"the registry is on a tracking server ({mlflow.get_tracking_uri()}) that other hosts share, and no "
+            "Prefect server is configured to serialise promotion across them: set PREFECT_API_URL (what "
+            "`unetpp stack up` prints)"
+        )
     if server is None:
         store.mkdir(parents=True, exist_ok=True)
         with FileLock(str(store / "registry.lock"), timeout=WAIT_SECONDS):

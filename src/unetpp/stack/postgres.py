@@ -1,8 +1,8 @@
 """PostgreSQL for the stack, from the server binaries already on the machine (initdb, postgres).
 
 PostgreSQL refuses to run as root: as root, the cluster belongs to, and the server runs as, the
-unprivileged user $UNETPP_PG_USER (default `postgres`, Debian's, else `nobody`), so the stack's
-folder must be reachable by that user.
+unprivileged user $UNETPP_PG_USER (default `postgres`, which Debian's packages create), so the
+stack's folder must be reachable by that user.
 
 Where they are: $UNETPP_PG_BIN, else the folder of `postgres` on PATH, else the newest
 /usr/lib/postgresql/*/bin (Debian's layout). The cluster is initialised once under the stack's
@@ -49,12 +49,21 @@ def server_user() -> int | None:
         return None
     import pwd
 
-    for name in filter(None, (os.environ.get("UNETPP_PG_USER"), "postgres", "nobody")):
-        try:
-            return pwd.getpwnam(name).pw_uid
-        except KeyError:
-            continue
-    raise StackError("PostgreSQL cannot run as root and no unprivileged user was found: set UNETPP_PG_USER")
+    name = os.environ.get("UNETPP_PG_USER", "postgres")
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        raise StackError(
+            f"PostgreSQL cannot run as root and there is no user {name!r} to run it as: create one "
+            "(useradd --system postgres) or set UNETPP_PG_USER to an unprivileged user"
+        ) from None
+
+
+def _secret(path: Path, text: str) -> None:
+    """Write `text` to a file only its owner can read, from the first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
 
 
 def pgpass(folder: Path) -> Path:
@@ -71,22 +80,21 @@ def initialise(folder: Path) -> None:
     data.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(24)
     secret = folder / "password"
-    secret.write_text(password + "\n")
-    secret.chmod(0o600)
+    _secret(secret, password + "\n")
     uid = server_user()
     if uid is not None:  # the server's user owns its cluster and reads the password once, for initdb
         for path in (data, secret):
             os.chown(path, uid, -1)
-    entry = pgpass(folder)
-    entry.write_text(f"127.0.0.1:*:*:{ROLE}:{password}\n")
-    entry.chmod(0o600)  # libpq ignores a pgpass file others can read
+    _secret(pgpass(folder), f"127.0.0.1:*:*:{ROLE}:{password}\n")  # libpq ignores one that others can read
     done = subprocess.run(
         [str(binaries() / "initdb"), "-D", str(data), "-U", ROLE, "--auth=scram-sha-256", f"--pwfile={secret}",
          "-E", "UTF8", "--no-instructions"],
         capture_output=True, text=True, cwd=folder, **as_user(uid),
     )  # fmt: skip
+    secret.unlink()  # the cluster holds its hash now; clients read the pgpass file
     if done.returncode:
-        raise StackError(f"initdb failed ({done.returncode}):\n{done.stderr[-2000:]}")
+        hint = "" if uid is None else f" (as user uid {uid}: every folder above {data} must be reachable by it)"
+        raise StackError(f"initdb failed ({done.returncode}){hint}:\n{done.stderr[-2000:]}")
 
 
 def start(folder: Path, port: int, log: Path) -> int:

@@ -1,7 +1,9 @@
 """Long-running server processes: started in their own session, remembered by PID, stopped by PID.
 
 Each server runs as the leader of a new session, so its PID is also its process group: stopping it
-stops the workers it forked (MLflow's uvicorn, Prefect's services) with it, and nothing else.
+stops the workers it forked (MLflow's uvicorn, Prefect's services) with it, and nothing else. A PID is
+remembered with the process's start time (Linux: /proc/PID/stat), so a PID the kernel gave to another
+process after a reboot is never taken for the server, nor signalled.
 """
 
 from __future__ import annotations
@@ -23,15 +25,19 @@ class StackError(UserError):
     """A server of the stack could not start, or its data folder is not what was expected."""
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def free_port(host: str) -> int:
     """A TCP port nothing listens on now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
 def port_taken(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
 
@@ -66,8 +72,18 @@ def as_user(uid: int | None) -> dict[str, Any]:
     return {"user": uid, "group": pwd.getpwuid(uid).pw_gid, "extra_groups": []}
 
 
-def alive(pid: int | None) -> bool:
-    """True while the process runs (a zombie of ours is reaped and counts as gone)."""
+def started_at(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (None where /proc does not say: not Linux, gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name before ")" may hold spaces
+
+
+def alive(pid: int | None, started: str | None = None) -> bool:
+    """True while the process runs and, when `started` is given, is the one that started then (a zombie
+    of ours is reaped and counts as gone)."""
     if pid is None:
         return False
     try:
@@ -78,11 +94,10 @@ def alive(pid: int | None) -> bool:
         pass
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):  # gone, or the PID now belongs to another user
         return False
-    except PermissionError:  # the PID was reused by another user's process
-        return False
-    return True
+    now = started_at(pid)
+    return started is None or now is None or now == started
 
 
 def wait_until(ready: Callable[[], bool], pid: int, what: str, log: Path, timeout: float) -> None:
@@ -97,9 +112,10 @@ def wait_until(ready: Callable[[], bool], pid: int, what: str, log: Path, timeou
     raise StackError(f"{what} was not ready after {timeout:.0f} s; the end of {log}:\n{tail(log)}")
 
 
-def stop(pid: int, sig: signal.Signals = signal.SIGTERM, timeout: float = 60) -> bool:
-    """Signal the process group `pid` leads, wait for the leader to exit, then SIGKILL the group."""
-    if not alive(pid):
+def stop(pid: int, started: str | None, sig: signal.Signals = signal.SIGTERM, timeout: float = 60) -> bool:
+    """Signal the process group `pid` leads, wait for the leader to exit, then SIGKILL the group; nothing
+    when `pid` is not the process that started at `started`. True when it was running."""
+    if not alive(pid, started):
         return False
     try:
         os.killpg(pid, sig)

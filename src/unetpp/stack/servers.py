@@ -18,6 +18,7 @@ import json
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,21 @@ from typing import Any
 import requests
 
 from unetpp.stack import postgres
-from unetpp.stack.processes import StackError, alive, free_port, port_taken, spawn, stop, wait_until
+from unetpp.stack.processes import (
+    StackError,
+    alive,
+    free_port,
+    port_taken,
+    spawn,
+    started_at,
+    stop,
+    wait_until,
+)
 
 BIN = Path(sys.executable).parent
 SERVICES = ("postgres", "mlflow", "prefect")  # the order they start in (and stop in, reversed)
+STOP_SIGNAL = {"postgres": signal.SIGINT}  # PostgreSQL's fast shutdown (SIGTERM waits for clients to leave)
+WILDCARDS = ("0.0.0.0", "::")
 QUIET = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",
@@ -38,12 +50,27 @@ QUIET = {
 
 @dataclass
 class State:
-    """What `.stack/stack.json` remembers: the bind address, each server's port and PID, the artifact store."""
+    """What `.stack/stack.json` remembers: the bind address, the artifact store, each server's port, PID
+    and start time (`processes.started_at`: a PID alone may name another process after a reboot)."""
 
     host: str = "127.0.0.1"
     artifacts: str = ""
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
+    started: dict[str, str | None] = field(default_factory=dict)
+
+    def running(self, name: str) -> bool:
+        return alive(self.pids.get(name), self.started.get(name))
+
+
+@dataclass
+class Launch:
+    """A server just spawned: its PID, how to tell it is ready, its log, what to do once it is."""
+
+    pid: int
+    ready: Callable[[], bool]
+    log: Path
+    then: Callable[[], None] = lambda: None
 
 
 class Stack:
@@ -65,14 +92,15 @@ class Stack:
         self.file.write_text(json.dumps(asdict(state), indent=2) + "\n")
 
     def urls(self, state: State | None = None) -> dict[str, str]:
-        """Where clients reach each server (the machine's name when bound to every interface)."""
+        """Where clients reach each server that has a port (the machine's name when bound to every interface)."""
         state = state or self.state()
-        host = socket.getfqdn() if state.host in ("0.0.0.0", "::") else state.host
-        return {
-            "postgres": postgres.url(state.ports["postgres"], "mlflow"),
-            "mlflow": f"http://{host}:{state.ports['mlflow']}",
-            "prefect": f"http://{host}:{state.ports['prefect']}/api",
+        host = socket.getfqdn() if state.host in WILDCARDS else state.host
+        made = {
+            "postgres": lambda port: postgres.url(port, "mlflow"),
+            "mlflow": lambda port: f"http://{host}:{port}",
+            "prefect": lambda port: f"http://{host}:{port}/api",
         }
+        return {name: made[name](port) for name, port in state.ports.items()}
 
     def client_env(self, state: State | None = None) -> dict[str, str]:
         """The two variables that point the pipeline (and `unetpp` commands) at the stack."""
@@ -83,7 +111,7 @@ class Stack:
     def up(self, host: str | None = None, artifacts: str | None = None, timeout: float = 120) -> dict[str, Any]:
         """Start whatever is not running; returns the status (URLs, PIDs)."""
         state = self.state()
-        running = {name for name in SERVICES if alive(state.pids.get(name))}
+        running = {name for name in SERVICES if state.running(name)}
         if running and host is not None and host != state.host:
             raise StackError(f"the stack runs bound to {state.host}; `unetpp stack down` before binding to {host}")
         state.host = host or state.host
@@ -93,11 +121,20 @@ class Stack:
                 continue
             bind = "127.0.0.1" if name == "postgres" else state.host
             port = state.ports.get(name) or free_port(bind)
-            if port_taken("127.0.0.1", port):
+            if port_taken(_probe(bind), port):
                 raise StackError(f"port {port} (kept for {name} in {self.file}) is taken by another process")
             state.ports[name] = port
-            state.pids[name] = getattr(self, f"_start_{name}")(state, timeout)
-            self._save(state)  # each PID as soon as it exists: `down` can stop a half-started stack
+            launch = getattr(self, f"_launch_{name}")(state)
+            state.pids[name], state.started[name] = launch.pid, started_at(launch.pid)
+            self._save(state)  # the PID as soon as it exists: `down` stops a server that never became ready
+            try:
+                wait_until(launch.ready, launch.pid, name, launch.log, timeout)
+                launch.then()
+            except Exception:
+                stop(launch.pid, state.started[name], STOP_SIGNAL.get(name, signal.SIGTERM))
+                del state.pids[name], state.started[name]
+                self._save(state)
+                raise
         self._prefect_limit(state)
         return self.status()
 
@@ -106,39 +143,38 @@ class Stack:
         state = self.state()
         stopped = {}
         for name in reversed(SERVICES):
-            pid = state.pids.pop(name, None)
-            # PostgreSQL's fast shutdown is SIGINT (SIGTERM waits for clients to leave)
-            stopped[name] = pid is not None and stop(pid, signal.SIGINT if name == "postgres" else signal.SIGTERM,
-                                                     timeout)  # fmt: skip
+            pid, started = state.pids.pop(name, None), state.started.pop(name, None)
+            stopped[name] = pid is not None and stop(pid, started, STOP_SIGNAL.get(name, signal.SIGTERM), timeout)
             self._save(state)
         return stopped
 
     def status(self) -> dict[str, Any]:
         state = self.state()
-        if not state.ports:
-            return {"folder": str(self.folder), "services": {}, "env": {}}
         urls = self.urls(state)
         services = {
-            name: {"running": alive(state.pids.get(name)), "pid": state.pids.get(name), "url": urls[name]}
+            name: {"running": state.running(name), "pid": state.pids.get(name), "url": urls[name]}
             for name in SERVICES
+            if name in urls
         }
-        return {"folder": str(self.folder), "artifacts": state.artifacts, "services": services,
-                "env": self.client_env(state)}  # fmt: skip
+        env = self.client_env(state) if {"mlflow", "prefect"} <= urls.keys() else {}
+        return {"folder": str(self.folder), "artifacts": state.artifacts, "services": services, "env": env}
 
     # --- each server ------------------------------------------------------------------------
     def _pg_env(self) -> dict[str, str]:
         return {"PGPASSFILE": str(postgres.pgpass(self.folder / "postgres"))}
 
-    def _start_postgres(self, state: State, timeout: float) -> int:
+    def _launch_postgres(self, state: State) -> Launch:
         folder, port = self.folder / "postgres", state.ports["postgres"]
         postgres.initialise(folder)
         log = self.folder / "logs" / "postgres.log"
-        pid = postgres.start(folder, port, log)
-        wait_until(lambda: postgres.ready(folder, port), pid, "PostgreSQL", log, timeout)
-        postgres.create_databases(folder, port)
-        return pid
+        return Launch(
+            postgres.start(folder, port, log),
+            lambda: postgres.ready(folder, port),
+            log,
+            lambda: postgres.create_databases(folder, port),
+        )
 
-    def _start_mlflow(self, state: State, timeout: float) -> int:
+    def _launch_mlflow(self, state: State) -> Launch:
         port, log = state.ports["mlflow"], self.folder / "logs" / "mlflow.log"
         if "://" not in state.artifacts:
             Path(state.artifacts).mkdir(parents=True, exist_ok=True)
@@ -147,13 +183,13 @@ class Stack:
             "--backend-store-uri", postgres.url(state.ports["postgres"], "mlflow"),
             "--artifacts-destination", state.artifacts,
         ]  # fmt: skip
-        if state.host not in ("127.0.0.1", "localhost"):
-            command += ["--allowed-hosts", f"{socket.getfqdn()},{socket.gethostname()},localhost,127.0.0.1"]
+        if state.host not in ("127.0.0.1", "localhost"):  # MLflow matches the whole Host header, port included
+            names = {socket.getfqdn(), socket.gethostname(), "localhost", "127.0.0.1", state.host} - set(WILDCARDS)
+            command += ["--allowed-hosts", ",".join(f"{name}:*" for name in sorted(names))]
         pid = spawn(command, log, env={**QUIET, **self._pg_env()}, cwd=self.folder)
-        wait_until(lambda: _healthy(f"http://127.0.0.1:{port}/health"), pid, "the MLflow server", log, timeout)
-        return pid
+        return Launch(pid, lambda: _healthy(f"http://{_probe(state.host)}:{port}/health"), log)
 
-    def _start_prefect(self, state: State, timeout: float) -> int:
+    def _launch_prefect(self, state: State) -> Launch:
         port, log = state.ports["prefect"], self.folder / "logs" / "prefect.log"
         env = {
             **QUIET,
@@ -163,13 +199,15 @@ class Stack:
                 state.ports["postgres"], "prefect", "postgresql+asyncpg"
             ),
             "PREFECT_API_URL": "",  # the server is not a client of another one
+            "PREFECT_UI_API_URL": self.urls(state)["prefect"],  # what a browser elsewhere must call
             # a promotion waiting for the limit asks again within ~5 s of its release (Prefect caps it at 30 s)
             "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
+            # leases on disk: a restart while a gate holds the limit does not leave its slot taken forever
+            "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem",
         }
-        pid = spawn([str(BIN / "prefect"), "server", "start", "--host", state.host, "--port", str(port)], log, env,
-                    cwd=self.folder)  # fmt: skip
-        wait_until(lambda: _healthy(f"http://127.0.0.1:{port}/api/health"), pid, "the Prefect server", log, timeout)
-        return pid
+        command = [str(BIN / "prefect"), "server", "start", "--host", state.host, "--port", str(port)]
+        pid = spawn(command, log, env, cwd=self.folder)
+        return Launch(pid, lambda: _healthy(f"http://{_probe(state.host)}:{port}/api/health"), log)
 
     def _prefect_limit(self, state: State) -> None:
         """The promotion limit on this stack's Prefect server, made once."""
@@ -179,6 +217,11 @@ class Stack:
 
         with temporary_settings({PREFECT_API_URL: self.client_env(state)["PREFECT_API_URL"]}):
             ensure_promotion_limit()
+
+
+def _probe(host: str) -> str:
+    """The address to check a server on: loopback when it listens on every interface."""
+    return "127.0.0.1" if host in WILDCARDS else host
 
 
 def _healthy(url: str) -> bool:
