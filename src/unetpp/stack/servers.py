@@ -236,9 +236,10 @@ def render(status: dict[str, Any]) -> str:
     if not status["services"]:
         return f"no stack in {status['folder']} yet: `unetpp stack up` starts one"
     lines = [f"stack in {status['folder']} (artifacts: {status['artifacts']})"]
+    width = max(len(info["url"]) for info in status["services"].values())
     for name, info in status["services"].items():
         state = f"running, pid {info['pid']}" if info["running"] else "stopped"
-        lines.append(f"  {name:<9} {info['url']:<45} {state}")
+        lines.append(f"  {name:<9} {info['url']:<{width}}  {state}")
     lines.append("point the pipeline at it (this shell, or every host of the team):")
     lines += [f"  export {key}={value}" for key, value in status["env"].items()]
     return "\n".join(lines)
