@@ -94,7 +94,7 @@ class Stack:
     def urls(self, state: State | None = None) -> dict[str, str]:
         """Where clients reach each server that has a port (the machine's name when bound to every interface)."""
         state = state or self.state()
-        host = socket.getfqdn() if state.host in WILDCARDS else state.host
+        host = _machine_name() if state.host in WILDCARDS else state.host
         made = {
             "postgres": lambda port: postgres.url(port, "mlflow"),
             "mlflow": lambda port: f"http://{host}:{port}",
@@ -184,7 +184,7 @@ class Stack:
             "--artifacts-destination", state.artifacts,
         ]  # fmt: skip
         if state.host not in ("127.0.0.1", "localhost"):  # MLflow matches the whole Host header, port included
-            names = {socket.getfqdn(), socket.gethostname(), "localhost", "127.0.0.1", state.host} - set(WILDCARDS)
+            names = {_machine_name(), socket.gethostname(), "localhost", "127.0.0.1", state.host} - set(WILDCARDS)
             command += ["--allowed-hosts", ",".join(f"{name}:*" for name in sorted(names))]
         pid = spawn(command, log, env={**QUIET, **self._pg_env()}, cwd=self.folder)
         return Launch(pid, lambda: _healthy(f"http://{_probe(state.host)}:{port}/health"), log)
@@ -217,6 +217,12 @@ class Stack:
 
         with temporary_settings({PREFECT_API_URL: self.client_env(state)["PREFECT_API_URL"]}):
             ensure_promotion_limit()
+
+
+def _machine_name() -> str:
+    """The name other hosts reach this one by (the fully qualified one, unless that is only `localhost`)."""
+    fqdn = socket.getfqdn()
+    return socket.gethostname() if fqdn.startswith("localhost") else fqdn
 
 
 def _probe(host: str) -> str:
