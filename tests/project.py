@@ -23,7 +23,7 @@ BIN = Path(sys.executable).parent
 def _outside_the_checkout(folder: str, names: list[str]) -> set[str]:
     """What a fresh clone does not have: the venv, git and DVC state, pipeline outputs, caches."""
     top = {".venv", ".git", ".dvc", ".prefect", "reports", "data", "models", "metrics", "plots", "mlruns", "dvc.lock"}
-    top |= {"model-store", "logs", "splits.csv"}
+    top |= {"model-store", "logs", "splits.csv", ".stack", ".torchserve"}
     return {n for n in names if (Path(folder) == ROOT and n in top) or "cache" in n}
 
 
