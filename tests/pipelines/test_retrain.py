@@ -68,3 +68,14 @@ def test_the_exit_code_file_decides_and_a_missing_one_means_retry(tmp_path: Path
     (tmp_path / "exit.json").write_text('{"command": "train", "code": 2, "error": "x"}')
     assert command_exit_code(tmp_path / "exit.json") == EXIT_USER_ERROR
     assert command_exit_code(tmp_path / "none.json") == EXIT_FAILURE
+
+
+def test_push_without_a_default_remote_is_bad_input(tmp_path: Path) -> None:
+    """`--push` on a project with no DVC remote names the fix and is never retried (a UserError)."""
+    from pipelines.retrain import push
+    from tests.project import run
+
+    for args in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        assert run(args, tmp_path).returncode == 0
+    with pytest.raises(UserError, match="no default DVC remote: add one with `dvc remote add -d"):
+        push.fn(tmp_path)
