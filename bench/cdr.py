@@ -19,7 +19,8 @@ from PIL import Image
 
 from unetpp.data.synthetic import generate_fundus
 from unetpp.params import load_params
-from unetpp.runtime.geometry import Geometry, network_input, segment
+from unetpp.runtime.forward import segment
+from unetpp.runtime.geometry import Geometry, network_input
 from unetpp.runtime.inference import optimize_for_inference
 from unetpp.runtime.intensity import Intensity
 from unetpp.runtime.payload import Limits, decode_request

@@ -26,12 +26,12 @@ from rich.console import Console
 from rich.table import Table
 
 from unetpp.data.synthetic import generate_fundus
-from unetpp.evaluation.metrics import SegmentationMetrics
-from unetpp.evaluation.profile import count_flops
 from unetpp.nn.networks import LEVELS, MODES, UNetPlusPlus
 from unetpp.runtime.geometry import Geometry, network_input
 from unetpp.runtime.inference import inference_context, optimize_for_inference, run_inference
 from unetpp.runtime.intensity import RGB
+from unetpp.scoring.cost import count_flops
+from unetpp.scoring.metrics import SegmentationMetrics
 from unetpp.training.losses import DeepSupervisionLoss
 
 TARGETS = {"L3/L4": 0.62, "L2/L4": 0.33, "L1/L4": 0.14, "L4/MONAI fp32": 0.70, "L4/MONAI bf16": 0.40}

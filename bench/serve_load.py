@@ -36,12 +36,12 @@ from rich.console import Console
 from rich.table import Table
 
 from unetpp.data.synthetic import generate_fundus
-from unetpp.evaluation.profile import median_latency_ms
 from unetpp.params import load_params
 from unetpp.runtime.geometry import Geometry, network_input
 from unetpp.runtime.images import decode_image
 from unetpp.runtime.inference import optimize_for_inference, run_inference
 from unetpp.runtime.intensity import Intensity
+from unetpp.scoring.cost import median_latency_ms
 from unetpp.serving.server import Server, load_archive
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import copy
-import json
 from pathlib import Path
 
 import torch
 
 from tests.params import TINY, project_params
 from unetpp.data.dataset import PreparedDataset
-from unetpp.evaluation.guard import fit_guard, reference_records
-from unetpp.evaluation.served import ServedModel, prepared_cases
-from unetpp.nn.checkpoint import atomic_save, model_payload
+from unetpp.evaluation import select
 from unetpp.nn.networks import UNetPlusPlus
 from unetpp.params import Params
 from unetpp.runtime.geometry import Geometry
@@ -56,45 +52,27 @@ def log_selection(
     intensity: Intensity = RGB,
     prepared: Path | None = None,
 ) -> Path:
-    """What `unetpp select` leaves behind: a pipeline run with the logged pruned model, selected.json, run.json;
-    with `prepared`, the pruned model holds its probe heads, a guard fitted there and the monitor's reference,
-    as `select` leaves them."""
+    """What `unetpp select` leaves behind, written by select's own writers (`export`, `log_selection`) after a
+    pipeline run like train's: models/pruned/model.pt, the logged model, selected.json, run.json; with
+    `prepared`, the pruned model holds its probe heads, a guard fitted there and the monitor's reference."""
     import mlflow
-    import mlflow.pytorch
 
     from unetpp import tracking
 
     pruned = model.prune(level, mode, probes=prepared is not None)
-    models.mkdir(parents=True, exist_ok=True)
-    payload = model_payload(
-        pruned,
-        "unetpp_pruned",
-        class_names=params.model.class_names,
-        image_size=params.data.image_size,
-        geometry=(geometry or Geometry("whole", params.data.image_size)).as_dict(),
-        tta_flips=list(tta_flips),
-        intensity=intensity.as_dict(),
-    )
-    fitted = None
-    if prepared is not None:
-        guard, fitted = fit_guard(ServedModel.of(copy.deepcopy(pruned), payload), prepared)
-        payload["guard"] = guard.as_meta()
-        guarded = ServedModel.of(copy.deepcopy(pruned), payload)
-        payload["reference"] = reference_records(guarded, prepared_cases(prepared, "val"))
-    atomic_save(payload, models / "model.pt")
+    meta = {
+        "class_names": params.model.class_names,
+        "image_size": params.data.image_size,
+        "geometry": (geometry or Geometry("whole", params.data.image_size)).as_dict(),
+        "intensity": intensity.as_dict(),
+    }
+    fitted = select.export(pruned, "unetpp_pruned", meta, list(tta_flips), prepared, models / "pruned" / "model.pt")
     experiment = tracking.configure(params.tracking, models)
     with mlflow.start_run(experiment_id=experiment) as run:
         mlflow.set_tags({"data_manifest_sha256": manifest_sha, "git_revision": "test"})
-        info = mlflow.pytorch.log_model(
-            pruned,
-            name="model",
-            serialization_format="pickle",
-            extra_files=[str(models / "model.pt")],
-            pip_requirements=["torch"],
-        )
     tracking.write_run_file(run.info.run_id, experiment, models / "run.json")
     metrics = {"latency_ms": latency, "dice_mean": 0.5, "dice_disc": 0.5, "dice_cup": 0.5, "dice_mean_ci95": [0.4, 0.6]}
-    selected = {"level": level, "mode": mode, "arch": "unetpp_pruned", "metrics": metrics, "model_uri": info.model_uri}
-    selected |= {"guard": fitted} if fitted else {}
-    (models / "selected.json").write_text(json.dumps(selected))
+    selected = {"level": level, "mode": mode, "tta_flips": list(tta_flips), "arch": "unetpp_pruned"}
+    selected |= {"reason": "a test's selection", "metrics": metrics} | ({"guard": fitted} if fitted else {})
+    select.log_selection(pruned, selected, params, models, root=models)
     return models

@@ -22,15 +22,8 @@ from unetpp.errors import (
     DidNotLearn,
     UserError,
 )
+from unetpp.files import write_json
 from unetpp.params import load_params
-
-
-def _write_json(path: Path, data: object) -> None:
-    """Write aside, then rename: a failure never leaves a half-written file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -39,7 +32,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
     params = load_params(args.params)
     summary = model_summary(params.model, params.data.image_size)
-    _write_json(Path(args.out), summary)
+    write_json(Path(args.out), summary)
     cfg = summary["config"]
     table = Table(
         title=f"{summary['arch']}: widths {list(cfg['widths'])}, norm {cfg['norm']}, "
@@ -78,7 +71,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     """Run the Great Expectations gate over the manifest; write the JSON report and Data Docs."""
-    from unetpp.data.ingest import load_manifest
+    from unetpp.data.prepared import load_manifest
     from unetpp.data.validate import validate_manifest, write_report
 
     params = load_params(args.params)
@@ -144,9 +137,9 @@ def cmd_select(args: argparse.Namespace) -> None:
 
 def cmd_test(args: argparse.Namespace) -> None:
     """Score the selected model on the test split through the served code path, at the source resolution."""
-    from unetpp.evaluation.heldout import heldout
+    from unetpp.evaluation.test import score_test_split
 
-    summary = heldout(
+    summary = score_test_split(
         load_params(args.params), Path(args.prepared), Path(args.models), Path(args.metrics), Path(args.reports)
     )
     table = Table(title=f"test split ({summary['cases']} cases, {summary['resolution']}), {summary['variant']}")

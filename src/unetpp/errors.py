@@ -23,4 +23,4 @@ class UserError(ValueError):
 
 
 class DidNotLearn(RuntimeError):
-    """Training finished, but a class is no better than a trivial predictor (`unetpp.training.guard`)."""
+    """Training finished, but a class is no better than a trivial predictor (`unetpp.training.learning_guard`)."""

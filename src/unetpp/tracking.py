@@ -20,6 +20,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from unetpp.errors import UserError
+from unetpp.files import write_json
 from unetpp.params import TrackingParams
 
 RUN_FILE = Path("models/run.json")
@@ -73,8 +74,7 @@ def file_sha256(path: Path) -> str:
 
 
 def write_run_file(run_id: str, experiment_id: str, path: Path = RUN_FILE) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"run_id": run_id, "experiment_id": experiment_id}, indent=2) + "\n")
+    write_json(path, {"run_id": run_id, "experiment_id": experiment_id})
 
 
 def read_run_id(path: Path = RUN_FILE) -> str:

@@ -1,6 +1,6 @@
-"""dvc.yaml's code deps cannot drift from the code: a stage's code deps are exactly the modules its
-commands import (every command of a multi-command stage), file by file, and editing one makes `dvc
-status` report the stage changed."""
+"""dvc.yaml's code deps cannot drift from the code: they are what `scripts.dvc_deps` generates, a stage's
+code deps are exactly the modules its commands import (every command of a multi-command stage; a folder for
+a package it imports whole), and editing one makes `dvc status` report the stage changed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.imports import command_closure, module_file
+from scripts.dvc_deps import code_deps, expanded, folded, generate, imported_files
 from tests.project import ROOT, run, tiny_project
 
 
@@ -17,27 +17,12 @@ def stages() -> dict[str, dict]:
     return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
-def imported_files(cmd: str) -> set[Path]:
-    """The files of every `unetpp` module the commands of `cmd` (joined by &&) import."""
-    files = set()
-    for part in cmd.split("&&"):
-        program, subcommand = part.split()[:2]
-        assert program == "unetpp", f"a command that does not run `unetpp`: {part}"
-        files |= {module_file(m).relative_to(ROOT) for m in command_closure(subcommand)}
-    return files
-
-
-def code_deps(stage: dict) -> set[Path]:
-    deps = [Path(d if isinstance(d, str) else next(iter(d))) for d in stage["deps"]]
-    return {d for d in deps if d.parts[:1] == ("src",)}
-
-
 def uncovered(stage_defs: dict[str, dict]) -> list[tuple[str, str]]:
     """(stage, file) for each module a stage's commands import that is not a dep, and each code dep that
     none of them imports (a dep too broad: editing it would re-run the stage for nothing)."""
     wrong = []
     for name, stage in stage_defs.items():
-        imported, deps = imported_files(stage["cmd"]), code_deps(stage)
+        imported, deps = imported_files(stage["cmd"]), expanded(code_deps(stage))
         wrong += [(name, f"imports {f}") for f in sorted(imported - deps)]
         wrong += [(name, f"depends on {f}, which it does not import") for f in sorted(deps - imported)]
     return wrong
@@ -48,14 +33,27 @@ def test_every_imported_module_is_a_dep_of_its_stage() -> None:
     assert not wrong, "dvc.yaml deps differ from the imports: " + "; ".join(f"stage {s!r} {w}" for s, w in wrong)
 
 
+def test_dvc_yaml_is_what_the_generator_writes() -> None:
+    text = (ROOT / "dvc.yaml").read_text()
+    assert generate(text) == text, "dvc.yaml's code deps are stale: run `python -m scripts.dvc_deps`"
+
+
 def test_a_removed_dep_and_a_broad_one_are_named() -> None:
     edited = stages()
     edited["ingest"]["deps"].remove("src/unetpp/runtime/preprocess.py")
     edited["report"]["deps"].append("src/unetpp/training/loop.py")
-    edited["baseline"]["deps"].remove("src/unetpp/evaluation/heldout.py")  # its last command, `unetpp test`
+    edited["baseline"]["deps"].remove("src/unetpp/evaluation/test.py")  # its last command, `unetpp test`
     assert ("ingest", "imports src/unetpp/runtime/preprocess.py") in uncovered(edited)
     assert ("report", "depends on src/unetpp/training/loop.py, which it does not import") in uncovered(edited)
-    assert ("baseline", "imports src/unetpp/evaluation/heldout.py") in uncovered(edited)
+    assert ("baseline", "imports src/unetpp/evaluation/test.py") in uncovered(edited)
+
+
+def test_a_folder_stands_for_its_files_only_when_every_one_is_imported() -> None:
+    every = expanded(["src/unetpp/scoring"])
+    assert Path("src/unetpp/scoring/risk.py") in every and folded(every) == ["src/unetpp/scoring"]
+    assert folded(every - {Path("src/unetpp/scoring/risk.py")}) == sorted(
+        str(p) for p in every - {Path("src/unetpp/scoring/risk.py")}
+    )
 
 
 @pytest.mark.slow

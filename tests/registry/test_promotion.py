@@ -16,11 +16,13 @@ import yaml
 from tests.models import TINY_PARAMS, fit_tiny, log_selection
 from tests.params import project_params
 from unetpp.data.ingest import ingest
+from unetpp.data.prepared import prepared_cases
 from unetpp.errors import UserError
-from unetpp.evaluation.served import ServedModel, per_case_dice, prepared_cases, score_cases
 from unetpp.nn.networks import UNetPlusPlus
 from unetpp.params import Params, PromoteParams
 from unetpp.registry.promotion import CHALLENGER, CHAMPION, PREVIOUS, Registry, RegistryError, decide
+from unetpp.runtime.served import ServedModel
+from unetpp.scoring.cases import per_case_dice, score_cases
 
 SIZE = 48
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from unetpp.runtime.geometry import Geometry, forward, mirrorings, network_input, resample_masks, segment
+from unetpp.runtime.forward import forward, mirrorings, segment
+from unetpp.runtime.geometry import Geometry, network_input, resample_masks
 from unetpp.runtime.intensity import Intensity
 
 

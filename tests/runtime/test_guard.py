@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from unetpp.nn.checkpoint import atomic_save
+from unetpp.runtime.forward import Inspection
 from unetpp.runtime.guard import Guard, confidences, head_agreement, soft_dice
-from unetpp.runtime.predict import Inspection
 
 
 def _square(side: int, top: int = 2, size: int = 16, value: float = 0.9) -> torch.Tensor:

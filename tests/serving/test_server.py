@@ -20,18 +20,20 @@ from PIL import Image
 from tests.kinds import two_channel
 from tests.models import fit_tiny, log_selection
 from tests.serving.conftest import make_project, serve_champion
+from unetpp.data.prepared import heldout_samples
 from unetpp.data.synthetic import generate_fundus
 from unetpp.evaluation.foreign import foreign
-from unetpp.evaluation.heldout import heldout, heldout_samples
+from unetpp.evaluation.test import score_test_split
 from unetpp.params import Params
 from unetpp.registry.promotion import Registry
-from unetpp.runtime.geometry import Geometry, network_input, segment
+from unetpp.runtime.forward import forward_images, segment
+from unetpp.runtime.geometry import Geometry, network_input
 from unetpp.runtime.guard import Guard
 from unetpp.runtime.inference import optimize_for_inference
 from unetpp.runtime.intensity import Intensity
-from unetpp.runtime.predict import inspect, tta_flips
 from unetpp.runtime.readout import anatomical, masks_at, rle_decode
 from unetpp.runtime.requestlog import DB
+from unetpp.runtime.served import load_served
 from unetpp.serving.server import Server, load_archive
 
 pytestmark = pytest.mark.slow
@@ -72,7 +74,8 @@ def _matches_in_process(server: Server, image: np.ndarray, body: bytes | None = 
     assert model_info == {"name": "unetpp", "version": "1", "level": 2, "mode": "fast"}
     assert answer["size"] == list(image.shape[:2]) and set(answer["classes"]) == set(names)
 
-    model, geometry, flips = optimize_for_inference(model), Geometry.of(meta), tta_flips(meta)
+    model, geometry = optimize_for_inference(model), Geometry.of(meta)
+    flips = tuple(meta.get("tta_flips") or ())
     assert answer["model"].get("tta_flips", []) == list(flips)
     intensity = Intensity.of(meta, model.config["in_channels"])
     x = network_input(image, geometry, intensity)[None]
@@ -82,7 +85,7 @@ def _matches_in_process(server: Server, image: np.ndarray, body: bytes | None = 
         got = rle_decode(answer["classes"][name]["rle"])
         assert (got == mask).all(), name
         assert answer["classes"][name]["area"] == int(mask.sum())
-    verdict = Guard.of(meta).verdict(inspect(model, [image], geometry, intensity, flips)[0], names)
+    verdict = Guard.of(meta).verdict(forward_images(model, [image], geometry, intensity, flips)[0], names)
     assert answer["out_of_distribution"] == verdict["out_of_distribution"]
     assert answer["ood_score"] == pytest.approx(verdict["ood_score"], abs=2e-3)
     assert answer["confidence"] == pytest.approx(verdict["confidence"], abs=2e-4)
@@ -151,20 +154,41 @@ def test_the_served_answer_is_the_mask_the_test_stage_scored(
     image sent to TorchServe: the answer equals, pixel for pixel, the masks the stage scored."""
     selection, models = serving_project / "selected-1", tmp_path / "models"
     (models / "pruned").mkdir(parents=True)
-    shutil.copy(selection / "model.pt", models / "pruned" / "model.pt")
+    shutil.copy(selection / "pruned" / "model.pt", models / "pruned" / "model.pt")
     for name in ("selected.json", "run.json"):
         shutil.copy(selection / name, models / name)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{serving_project / 'mlruns' / 'mlflow.db'}")
     params = Params.model_validate(yaml.safe_load((serving_project / "params.yaml").read_text()))
     prepared = serving_project / "data" / "prepared"
-    summary = heldout(params, prepared, models, tmp_path / "metrics", tmp_path / "reports")
-    cases = heldout_samples(params, prepared)
+    summary = score_test_split(params, prepared, models, tmp_path / "metrics", tmp_path / "reports")
+    cases = heldout_samples(params.data, prepared)
     assert summary["cases"] == len(cases) >= 1
     for sample in cases:
         answer = _post(served, _png(sample.load().image)).json()
         for name in ("disc", "cup"):
             scored = np.asarray(Image.open(tmp_path / "reports" / "test_masks" / f"{sample.id}_{name}.png")) > 0
             assert (rle_decode(answer["classes"][name]["rle"]) == scored).all(), (sample.id, name)
+
+
+def test_the_handler_the_gate_and_the_test_stage_give_one_answer(served: Server) -> None:
+    """One image through TorchServe (the handler's `load_served`), version 1 as the registry gate loads it, and
+    the selected checkpoint as the `test` stage loads it: the same masks and the same verdict."""
+    image = _fundus(7, 88)
+    answer = _post(served, _png(image)).json()
+    registry = Registry(served.params, served.root)
+    loaded = {
+        "gate": registry.served(registry.version("1")),
+        "test": load_served(served.root / "selected-1" / "pruned" / "model.pt"),
+    }
+    for who, model in loaded.items():
+        got = next(model.answers([image]))
+        for k, name in enumerate(model.names):
+            assert (rle_decode(answer["classes"][name]["rle"]) == got.masks[k]).all(), (who, name)
+        assert got.body["out_of_distribution"] == answer["out_of_distribution"], who
+        assert got.body["low_confidence"] == answer["low_confidence"], who
+        assert got.body["confidence"] == pytest.approx(answer["confidence"], abs=2e-4), who
+        assert got.body["ood_score"] == pytest.approx(answer["ood_score"], abs=2e-3), who
+        assert model.config.describe() == {k: answer["model"][k] for k in ("level", "mode")}, who
 
 
 def test_inputs_of_every_supported_kind(served: Server) -> None:

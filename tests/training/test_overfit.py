@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from tests.phantom import disc_cup_phantom
-from unetpp.evaluation.metrics import SegmentationMetrics
 from unetpp.nn.networks import UNetPlusPlus
+from unetpp.scoring.metrics import SegmentationMetrics
 from unetpp.training.losses import DeepSupervisionLoss
 
 

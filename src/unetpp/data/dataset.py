@@ -10,7 +10,7 @@ from monai.data import DataLoader, set_track_meta
 from monai.transforms import Compose
 from torch.utils.data import Dataset, DistributedSampler
 
-from unetpp.data.ingest import load_manifest
+from unetpp.data.prepared import load_manifest, readable, sample_file
 from unetpp.errors import UserError
 from unetpp.params import DataParams
 from unetpp.runtime.geometry import Geometry, resample_image, resample_masks
@@ -42,11 +42,11 @@ class PreparedDataset(Dataset):
         if split == "test":
             raise UserError("the test split is read by the `test` stage alone, from its source files")
         manifest = load_manifest(prepared)
-        rows = manifest[(manifest["split"] == split) & manifest["error"].isna()]
+        rows = readable(manifest, split)
         if rows.empty:
             raise UserError(f"{prepared}: no readable samples in split {split!r}; expected at least one")
         self.ids = rows["id"].astype(str).tolist()
-        self.paths = [prepared / "samples" / f"{i}.npz" for i in self.ids]
+        self.paths = [sample_file(prepared, i) for i in self.ids]
         self.intensity = intensity
         self.augment = augment  # `unetpp.data.augment.train_augmentation`, or None: as stored
         # None: the arrays ingest stored at data.image_size; a geometry (a checkpoint's, the plan's): the

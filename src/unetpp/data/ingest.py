@@ -24,13 +24,13 @@ import pandas as pd
 from scipy import ndimage
 
 from unetpp.data.ledger import read_ledger, with_ledger_splits, write_ledger
+from unetpp.data.prepared import MANIFEST, SAMPLES, load_manifest, readable, sample_file, sha256
 from unetpp.data.sources import READERS, RawSample
 from unetpp.errors import UserError
+from unetpp.files import replacing, write_json
 from unetpp.params import Params
 from unetpp.runtime.images import ImageReadError
 from unetpp.runtime.preprocess import resize_image, resize_masks
-
-MANIFEST = "manifest.csv"
 
 
 def object_diameters(mask: np.ndarray) -> list[float]:
@@ -40,15 +40,7 @@ def object_diameters(mask: np.ndarray) -> list[float]:
     return sorted(float(2 * np.sqrt(a / np.pi)) for a in areas)
 
 
-def sha256(arr: np.ndarray) -> str:
-    """The hash the manifest keeps of a prepared array, its dtype and shape with its bytes (the test stage
-    checks its sources against it)."""
-    h = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
-    h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
-
-
-def prepare_sample(raw: RawSample, params: Params, samples_dir: Path) -> dict[str, Any]:
+def prepare_sample(raw: RawSample, params: Params, staging: Path) -> dict[str, Any]:
     """Load, measure, resize and save one sample (test samples: measured for the gate, not saved); its
     manifest row (with `error` set if unreadable)."""
     row: dict[str, Any] = dict(
@@ -69,15 +61,14 @@ def prepare_sample(raw: RawSample, params: Params, samples_dir: Path) -> dict[st
     masks = resize_masks(source_masks, size)
     if raw.split != "test":  # test is scored from its source files by the `test` stage alone
         # the whole image at data.image_size, and the source resolution for a plan that trains on patches
-        written = samples_dir / f".{raw.id}.npz"  # aside, then renamed: never writes into a linked file
-        np.savez(
-            written,
-            image=image,
-            mask=masks.astype(np.uint8),
-            source_image=loaded.image,  # as a request decodes it: scored as served, resampled for patches
-            source_mask=source_masks.astype(np.uint8),
-        )
-        written.replace(samples_dir / f"{raw.id}.npz")
+        with replacing(sample_file(staging, raw.id)) as tmp, tmp.open("wb") as fh:  # never into a linked file
+            np.savez(
+                fh,
+                image=image,
+                mask=masks.astype(np.uint8),
+                source_image=loaded.image,  # as a request decodes it: scored as served, resampled for patches
+                source_mask=source_masks.astype(np.uint8),
+            )
     row.update(
         width=loaded.image.shape[1],
         height=loaded.image.shape[0],
@@ -159,7 +150,7 @@ def _previous(out_dir: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]
     if not (out_dir / MANIFEST).is_file() or not state_path.is_file():
         return {}, {}
     manifest = load_manifest(out_dir)
-    rows = {str(r["id"]): r for r in manifest[manifest["error"].isna()].to_dict("records")}
+    rows = {str(r["id"]): r for r in readable(manifest).to_dict("records")}
     return rows, json.loads(state_path.read_text())
 
 
@@ -168,10 +159,10 @@ def _reuse(raw: RawSample, old: dict[str, Any] | None, hashes: dict[str, str], o
     if old is None or old.get("source_sha256") != hashes["source_sha256"]:
         return False
     if raw.split != "test":  # test samples have no arrays (ingest only measures them)
-        stored = old_dir / "samples" / f"{raw.id}.npz"
+        stored = sample_file(old_dir, raw.id)
         if not stored.is_file():
             return False
-        os.link(stored, staging / "samples" / stored.name)
+        os.link(stored, sample_file(staging, raw.id))
     return True
 
 
@@ -221,14 +212,14 @@ def _ingest(params: Params, out_dir: Path, ledger_path: Path | None) -> pd.DataF
     known = state.get("samples", {}) if state.get("prepare_key") == key else {}
     staging = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
-    (staging / "samples").mkdir(parents=True)
+    (staging / SAMPLES).mkdir(parents=True)
     try:
         rows, status, files = [], [], {}
         for raw in samples:
             stat, seen = source_stat(raw), known.get(raw.id, {})
             hashes = seen["hashes"] if seen.get("stat") == stat else source_hashes(raw)
             reused = bool(known) and _reuse(raw, previous.get(raw.id), hashes, out_dir, staging)
-            row = previous[raw.id] if reused else prepare_sample(raw, params, staging / "samples")
+            row = previous[raw.id] if reused else prepare_sample(raw, params, staging)
             row |= dict(split=raw.split, group=raw.group, source_image=raw.source_image, **hashes)
             row["source_masks"] = ";".join(raw.source_masks)
             rows.append(row)
@@ -246,7 +237,7 @@ def _ingest(params: Params, out_dir: Path, ledger_path: Path | None) -> pd.DataF
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    write_json(state, out_dir.parent / STATE)
+    write_json(out_dir.parent / STATE, state, indent=1)
     if ledger_path is not None:
         write_ledger(ledger, manifest, ledger_path)
     return manifest
@@ -269,20 +260,3 @@ def ingest_record(manifest: pd.DataFrame, status: list[str], removed: list[str])
 def read_record(prepared: Path) -> dict[str, Any]:
     """The last ingest's record (`ingest_record`) from the state beside `prepared`."""
     return json.loads((prepared.parent / STATE).read_text())["record"]
-
-
-def write_json(data: dict[str, Any], path: Path) -> None:
-    """Write aside, then rename: never half-written."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
-
-
-def load_manifest(prepared: Path) -> pd.DataFrame:
-    """The manifest of a prepared folder, with a clear error when ingest has not run."""
-    path = prepared / MANIFEST
-    if not path.is_file():
-        raise UserError(f"{path}: no manifest; run `unetpp ingest` (or `dvc repro ingest`) first")
-    # "001" stays "001"; floats read back bit for bit (pandas 2's default parser can lose the last digit, and a
-    # rewritten manifest would then differ from the one DVC hashed)
-    return pd.read_csv(path, keep_default_na=True, dtype={"id": str, "group": str}, float_precision="round_trip")

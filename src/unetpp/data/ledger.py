@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from unetpp.errors import UserError
+from unetpp.files import replacing
 
 COLUMNS = ["id", "group", "split", "image_file_sha256"]
 
@@ -43,6 +44,5 @@ def write_ledger(ledger: pd.DataFrame, manifest: pd.DataFrame, path: Path) -> No
     """The ledger with the manifest's new ids added (written aside, then renamed: never half-written)."""
     fresh = manifest[~manifest["id"].astype(str).isin(set(ledger["id"]))][COLUMNS].astype(str)
     out = pd.concat([ledger, fresh], ignore_index=True).sort_values("id", kind="stable")
-    tmp = path.with_name(path.name + ".tmp")
-    out.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        out.to_csv(tmp, index=False)

@@ -14,7 +14,6 @@ Four checks, each a GX validation with failing rows identified by `id` and named
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -27,6 +26,7 @@ import pandas as pd
 
 from unetpp.data.sources import SPLITS
 from unetpp.errors import UserError
+from unetpp.files import write_json
 from unetpp.params import Params
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -190,6 +190,4 @@ def _build_docs(ctx: Any, definitions: list[tuple[Any, pd.DataFrame]], root: Pat
 
 def write_report(report: GateReport, path: Path) -> None:
     """reports/validation.json: success, the failures by file, and GX's full results."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = dict(success=report.success, failures=report.failures, results=report.results)
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    write_json(path, dict(success=report.success, failures=report.failures, results=report.results))

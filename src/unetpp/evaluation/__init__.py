@@ -1,1 +1,2 @@
-"""Measuring models: metrics, the evaluate and select stages, cost profiling, the summary, plots."""
+"""The stages that measure and choose models: evaluate (every variant on val), select (and the guard it
+fits), test (the selected variant on the test split), report, and the model summary."""

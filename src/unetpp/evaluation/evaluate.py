@@ -1,7 +1,7 @@
 """The evaluate stage: every pruning level x mode on the validation split — accuracy and cost.
 
 Each variant is the pruned module that would ship (`prune`, batch norm folded, channels_last), scored
-as served (`unetpp.evaluation.served`): each validation image, decoded from its source file as a
+as served (`unetpp.scoring.cases`): each validation image, decoded from its source file as a
 request is, segmented by the handler's code path, its masks at the source resolution against the source
 masks — Dice, IoU, HD95 and BCE per class, failed cases; then parameters, GFLOPs and the median latency
 of batch-1 calls on the serving device for the median validation image on the network's grid.
@@ -11,20 +11,22 @@ cheap); `metrics/eval.json` records both figures of the full model, so their dif
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from unetpp.evaluation.profile import count_flops, median_latency_ms
-from unetpp.evaluation.served import Case, ServedModel, prepared_cases, score_cases, summarize
+from unetpp.data.prepared import Case, prepared_cases
+from unetpp.files import write_csv, write_json
 from unetpp.nn.checkpoint import load_checkpoint
 from unetpp.nn.networks import count_parameters, variants
 from unetpp.params import Params
-from unetpp.runtime.geometry import Geometry, mirrorings, segment
+from unetpp.runtime.forward import mirrorings, segment
+from unetpp.runtime.geometry import Geometry
 from unetpp.runtime.inference import resolve_device
+from unetpp.runtime.served import ServedModel
+from unetpp.scoring.cases import score_cases, summarize
+from unetpp.scoring.cost import count_flops, median_latency_ms
 
 MIN_CALLS = 3  # latency: the median of at least this many calls
 
@@ -38,7 +40,7 @@ def measure(
 ) -> dict[str, Any]:
     """One variant's row: accuracy as served on `cases`, and cost (parameters, GFLOPs and batch-1 latency on
     `probe`, an image on the network's grid, on its device)."""
-    ep, geometry, flips = params.evaluate, model.geometry, model.flips
+    ep, geometry, flips = params.evaluate, model.config.geometry, model.config.flips
     windows = geometry.windows(*probe.shape[-2:])
     flops = count_flops(model.module, (1, probe.shape[1], geometry.size, geometry.size))
     flops *= windows * len(mirrorings(flips))
@@ -82,7 +84,7 @@ def median_shape(cases: list[Case], geometry: Geometry) -> tuple[int, int]:
 def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path, plots_dir: Path) -> list[dict]:
     """Measure every variant; write eval.json, pruning.csv, the Pareto plot and overlays; log to MLflow."""
     from unetpp import tracking
-    from unetpp.evaluation.plots import overlays, pareto
+    from unetpp.scoring.plots import overlays, pareto
 
     device = resolve_device(params.evaluate.device, "evaluate.device")
     model, meta = load_checkpoint(models_dir / "best.pt", map_location=device)
@@ -102,11 +104,8 @@ def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path
     )
     metrics_dir.mkdir(parents=True, exist_ok=True)
     plots_dir.mkdir(parents=True, exist_ok=True)
-    (metrics_dir / "eval.json").write_text(json.dumps({r["key"]: r for r in rows}, indent=2) + "\n")
-    with (plots_dir / "pruning.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_json(metrics_dir / "eval.json", {r["key"]: r for r in rows})
+    write_csv(plots_dir / "pruning.csv", rows)
     pareto_png = pareto(rows, plots_dir / "pareto.png")
     best = max(rows, key=lambda r: r["dice_mean"])
     served = ServedModel.of(model.prune(best["level"], best["mode"]).to(device), meta, tuple(best["tta_flips"]))

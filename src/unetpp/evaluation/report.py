@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from unetpp.evaluation.metrics import paired_difference
-from unetpp.evaluation.plots import plt
+from unetpp.scoring.metrics import paired_difference
+from unetpp.scoring.plots import plt
 
 ARCHS = {"unetpp": "UNet++", "unet": "U-Net"}
 
@@ -180,7 +180,7 @@ def risk_coverage_both(
     reports: dict[str, Path], tests: dict[str, dict[str, Any]], names: list[str], path: Path
 ) -> Path:
     """Risk (1 - mean Dice) against coverage on the test split, each architecture's shipped confidence."""
-    from unetpp.evaluation.guard import risk_coverage
+    from unetpp.scoring.risk import risk_coverage
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for arch, folder in reports.items():

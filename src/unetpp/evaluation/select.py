@@ -10,11 +10,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from unetpp.data.prepared import prepared_cases
 from unetpp.errors import UserError
-from unetpp.evaluation.guard import fit_guard, reference_records
-from unetpp.evaluation.served import ServedModel, prepared_cases
+from unetpp.evaluation.guard_fit import fit_guard, reference_records
+from unetpp.files import write_json
 from unetpp.nn.checkpoint import atomic_save, load_checkpoint, model_payload
+from unetpp.nn.networks import NodeNet
 from unetpp.params import Params, SelectParams
+from unetpp.runtime.served import ServedModel
 
 PACKAGE = Path(__file__).resolve().parents[1]  # src/unetpp: logged with the model as its code
 
@@ -63,25 +66,15 @@ def choose(rows: list[dict[str, Any]], policy: SelectParams) -> tuple[dict[str, 
 
 
 def select(params: Params, prepared: Path, metrics_dir: Path, models_dir: Path) -> dict[str, Any]:
-    """Choose, fit the variant's guard, export to models/pruned/, write models/selected.json, log the model
+    """Choose, export the variant with its guard to models/pruned/, write models/selected.json, log the model
     to MLflow."""
-    from unetpp import tracking
-
     rows = list(json.loads((metrics_dir / "eval.json").read_text()).values())
     chosen, reason = choose(rows, params.select)
     model, meta = load_checkpoint(models_dir / "best.pt")
     pruned = model.prune(chosen["level"], chosen["mode"], probes=True)
     arch = "unetpp_pruned" if meta["arch"] == "unetpp" else "unet_inference"
-    out = models_dir / "pruned"
-    size = meta["image_size"]
-    kept = {k: meta[k] for k in ("class_names", "image_size", "geometry", "intensity") if k in meta}
     tta = list(chosen.get("tta_flips") or [])
-    payload = model_payload(pruned, arch, **kept, tta_flips=tta)
-    guard, fitted = fit_guard(ServedModel.of(copy.deepcopy(pruned), payload), prepared)
-    payload["guard"] = guard.as_meta()
-    guarded = ServedModel.of(copy.deepcopy(pruned), payload)
-    payload["reference"] = reference_records(guarded, prepared_cases(prepared, "val"))  # the monitor's
-    atomic_save(payload, out / "model.pt")
+    fitted = export(pruned, arch, meta, tta, prepared, models_dir / "pruned" / "model.pt")
     selected = dict(
         level=chosen["level"],
         mode=chosen["mode"],
@@ -90,14 +83,42 @@ def select(params: Params, prepared: Path, metrics_dir: Path, models_dir: Path) 
         reason=reason,
         metrics=chosen,
         policy=params.select.model_dump(),
-        weights=str(out / "model.pt"),
         guard=fitted,
     )
+    return log_selection(pruned, selected, params, models_dir)
 
-    tracking.configure(params.tracking)
+
+def export(pruned: NodeNet, arch: str, meta: dict[str, Any], tta: list[int], prepared: Path | None, out: Path) -> dict:
+    """Write `out` (models/pruned/model.pt): the pruned variant with the checkpoint entries it is served with
+    (`unetpp.runtime.served.ServedConfig`), its guard fitted on `prepared` and the monitor's reference (val
+    answered as served); returns what the guard was fitted on (empty without `prepared`: no guard)."""
+    kept = {k: meta[k] for k in ("class_names", "image_size", "geometry", "intensity") if k in meta}
+    payload = model_payload(pruned, arch, **kept, tta_flips=tta)
+    fitted: dict[str, Any] = {}
+    if prepared is not None:
+        guard, fitted = fit_guard(ServedModel.of(copy.deepcopy(pruned), payload), prepared)
+        payload["guard"] = guard.as_meta()
+        guarded = ServedModel.of(copy.deepcopy(pruned), payload)
+        payload["reference"] = reference_records(guarded, prepared_cases(prepared, "val"))  # the monitor's
+    atomic_save(payload, out)
+    return fitted
+
+
+def log_selection(
+    pruned: NodeNet, selected: dict[str, Any], params: Params, models_dir: Path, root: Path | None = None
+) -> dict[str, Any]:
+    """Log the exported variant (`export`'s models/pruned/model.pt beside the pickled module) to the pipeline's
+    MLflow run (models/run.json; the store of the project at `root`, by default the working directory), tag
+    the choice and write models/selected.json with the model's URI."""
+    from unetpp import tracking
+
+    weights = models_dir / "pruned" / "model.pt"
+    size = torch.load(weights, weights_only=True)["image_size"]
+    selected = selected | {"weights": str(weights)}
+    tracking.configure(params.tracking, root)
     with tracking.mlflow.start_run(run_id=tracking.read_run_id(models_dir / "run.json")):
         example = (
-            np.random.default_rng(0).standard_normal((2, model.config["in_channels"], size, size)).astype(np.float32)
+            np.random.default_rng(0).standard_normal((2, pruned.config["in_channels"], size, size)).astype(np.float32)
         )
         with torch.inference_mode():
             output = pruned(torch.from_numpy(example)).numpy()
@@ -111,17 +132,22 @@ def select(params: Params, prepared: Path, metrics_dir: Path, models_dir: Path) 
             code_paths=[str(PACKAGE)],
             signature=_any_batch(infer_signature(example, output)),
             input_example=example,
-            extra_files=[str(out / "model.pt")],  # weights + config: the registry and serving load it weights_only
+            extra_files=[str(weights)],  # weights + config: the registry and serving load it weights_only
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
         )
+        metrics = selected["metrics"]
         tracking.mlflow.set_tags(
-            {"selected_level": chosen["level"], "selected_mode": chosen["mode"], "selection_reason": reason}
+            {
+                "selected_level": selected["level"],
+                "selected_mode": selected["mode"],
+                "selection_reason": selected["reason"],
+            }
         )
         tracking.mlflow.log_metrics(
-            {"selected.dice_mean": chosen["dice_mean"], "selected.latency_ms": chosen["latency_ms"]}
+            {"selected.dice_mean": metrics["dice_mean"], "selected.latency_ms": metrics["latency_ms"]}
         )
         selected["model_uri"] = info.model_uri
-    (models_dir / "selected.json").write_text(json.dumps(selected, indent=2) + "\n")
+    write_json(models_dir / "selected.json", selected)
     return selected
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from unetpp.evaluation.profile import count_flops
 from unetpp.nn.networks import build_model, count_parameters, variants
 from unetpp.params import ModelParams
+from unetpp.scoring.cost import count_flops
 
 
 def model_summary(params: ModelParams, input_size: int) -> dict[str, Any]:

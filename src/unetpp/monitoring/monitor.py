@@ -17,11 +17,11 @@ import torch
 
 from unetpp import tracking
 from unetpp.errors import UserError
-from unetpp.evaluation.guard import OOD_ALPHA, flag_rate_bound
 from unetpp.monitoring.drift import compare
 from unetpp.monitoring.requests import recent, table, versions
 from unetpp.params import Params
 from unetpp.registry.promotion import CHAMPION, Registry
+from unetpp.scoring.risk import OOD_ALPHA, flag_rate_bound
 
 REPORTS = Path("reports") / "monitor"
 

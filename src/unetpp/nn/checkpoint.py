@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from unetpp.errors import UserError
+from unetpp.files import replacing
 from unetpp.nn.networks import NodeNet, build_model
 
 
 def atomic_save(obj: dict[str, Any], path: Path) -> None:
     """Save beside, then rename: a kill mid-write never leaves a torn checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def model_payload(model: NodeNet, arch: str, **meta: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from unetpp.data.ingest import load_manifest
+from unetpp.data.prepared import load_manifest, readable, source_arrays
 
 
 def _percentiles(values: np.ndarray, qs: tuple[float, ...]) -> dict[str, float]:
@@ -36,8 +36,7 @@ def intensity(prepared: Path, ids: list[str], limit: int = 64) -> list[dict[str,
     pooled: list[list[np.ndarray]] = []
     tails: list[list[float]] = []
     for sample in ids[:limit]:
-        with np.load(prepared / "samples" / f"{sample}.npz") as npz:
-            image = npz["source_image"]
+        image = source_arrays(prepared, sample)[0]
         for c in range(image.shape[-1]):
             if c == len(pooled):
                 pooled.append([])
@@ -64,7 +63,7 @@ def intensity(prepared: Path, ids: list[str], limit: int = 64) -> list[dict[str,
 def fingerprint(prepared: Path, class_names: list[str], image_size: int) -> dict[str, Any]:
     """The data's fingerprint, from `prepared`'s manifest and training images."""
     manifest = load_manifest(prepared)
-    counted = manifest[manifest["error"].isna()]
+    counted = readable(manifest)
     rows = counted[counted["split"] != "test"]  # the test split informs nothing but the test stage
     train = rows[rows["split"] == "train"]
     side = np.sqrt(rows["width"].to_numpy(float) * rows["height"].to_numpy(float))

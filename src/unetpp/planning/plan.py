@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from unetpp.data.ingest import load_manifest
-from unetpp.evaluation.profile import count_flops
+from unetpp.data.prepared import load_manifest, readable
+from unetpp.files import write_json
 from unetpp.nn.networks import build_model
 from unetpp.params import Params
 from unetpp.planning import resolution
 from unetpp.planning.fingerprint import fingerprint
 from unetpp.planning.recipe import derive, intensity_rule
+from unetpp.scoring.cost import count_flops
 
 
 def plan(params: Params, prepared: Path, out: Path) -> dict[str, Any]:
@@ -22,7 +22,7 @@ def plan(params: Params, prepared: Path, out: Path) -> dict[str, Any]:
     size, model_params = params.data.image_size, params.model
     fp = fingerprint(prepared, model_params.class_names, size)
     manifest = load_manifest(prepared)
-    train = manifest[(manifest["split"] == "train") & manifest["error"].isna()]
+    train = readable(manifest, "train")
     side = float(np.median(np.sqrt(train["width"].to_numpy(float) * train["height"].to_numpy(float))))
     masks = resolution.source_masks(prepared, train["id"].astype(str).tolist())
     geometry = resolution.entry(params.train.scale, masks, model_params.class_names, size, side)
@@ -34,8 +34,5 @@ def plan(params: Params, prepared: Path, out: Path) -> dict[str, Any]:
         "model": {"arch": model_params.arch, "input_side": size, "forward_gflops_per_image": round(forward / 1e9, 4)},
         "recipe": derive(params, fp, forward, geometry, reading),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out)
+    write_json(out, result)
     return result

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from monai.metrics import compute_dice
 
+from unetpp.data.prepared import source_arrays
 from unetpp.runtime.geometry import Geometry, resample_masks
 from unetpp.runtime.readout import masks_at
 
@@ -29,8 +30,7 @@ def source_masks(prepared: Path, ids: list[str]) -> list[np.ndarray]:
     """(classes, H, W) bool source-resolution masks of up to `MAX_IMAGES` prepared samples."""
     out = []
     for sample in ids[:MAX_IMAGES]:
-        with np.load(prepared / "samples" / f"{sample}.npz") as npz:
-            out.append(npz["source_mask"].astype(bool))
+        out.append(source_arrays(prepared, sample)[1])
     return out
 
 

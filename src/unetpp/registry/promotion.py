@@ -2,7 +2,7 @@
 
 One registered model name (`promote.model_name`) and three aliases: `challenger` (the newest
 registered version), `champion` (the one served) and `previous` (the champion it replaced).
-The gate scores the champion and the challenger as served (`unetpp.evaluation.served`: source
+The gate scores the champion and the challenger as served (`unetpp.scoring.cases`: source
 resolution, the handler's code path) on the same validation cases — today's, which neither was trained
 on, since splits never move — and decides on the per-case differences of their mean Dice: promote when
 the lower bound of the 95% bootstrap interval of the mean difference is at least `-promote.tolerance`
@@ -27,11 +27,13 @@ from typing import Any
 import numpy as np
 
 from unetpp import tracking
+from unetpp.data.prepared import heldout_cases, prepared_cases
 from unetpp.errors import UserError
-from unetpp.evaluation.metrics import paired_difference
-from unetpp.evaluation.served import ServedModel, per_case_dice, prepared_cases, score_cases
 from unetpp.params import Params, PromoteParams
 from unetpp.registry.lock import promotion_lock
+from unetpp.runtime.served import ServedModel, load_served
+from unetpp.scoring.cases import per_case_dice, score_cases
+from unetpp.scoring.metrics import paired_difference
 
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous"
 
@@ -292,7 +294,7 @@ class Registry:
     def served(self, version: Any) -> ServedModel:
         """A registered version, loaded as the handler serves it (CPU)."""
         with tempfile.TemporaryDirectory() as tmp:
-            return ServedModel.load(self.download(version, Path(tmp)))
+            return load_served(self.download(version, Path(tmp)))
 
     def score(self, model: ServedModel, prepared: Path) -> list[dict[str, Any]]:
         """Per-case scores of a served model on `prepared`'s validation cases, at the source resolution."""
@@ -301,10 +303,8 @@ class Registry:
     def test_figures(self, models: dict[str, ServedModel], prepared: Path) -> dict[str, Any]:
         """Each model's mean Dice on the same test cases, read from the source as the test stage reads them:
         for information in the version's tags, never used to decide."""
-        from unetpp.evaluation.heldout import test_cases
-
         try:
-            cases = list(test_cases(self.params, prepared)[1])
+            cases = list(heldout_cases(self.params.data, prepared)[1])
         except UserError as err:  # the source no longer matches the prepared data: say so, decide anyway
             return {"unavailable": str(err)}
         out: dict[str, Any] = {"cases": len(cases)}

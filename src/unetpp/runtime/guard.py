@@ -1,8 +1,8 @@
 """How far to trust one served answer: a confidence per class and an out-of-distribution flag, fitted by the
-`select` stage on the training data (`unetpp.evaluation.guard`) and shipped in the checkpoint's meta.
+`select` stage on the training data (`unetpp.evaluation.guard_fit`) and shipped in the checkpoint's meta.
 
 Confidence estimators, each an estimate of the answer's Dice, read from the pass that made the answer
-(`unetpp.runtime.predict.Inspection`), on the network's grid:
+(`unetpp.runtime.forward.Inspection`), on the network's grid:
 
 - `agreement`: the mean pairwise Dice of the held deep-supervision heads' masks (Zenk et al., MedIA 2025:
   ensemble members' pairwise agreement detects failures best). A pruned UNet++ keeps heads 1..L as probes
@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from unetpp.runtime.predict import Inspection
+from unetpp.runtime.forward import Inspection
 from unetpp.runtime.readout import binarize
 
 ESTIMATORS = ("agreement", "soft_dice", "combined")

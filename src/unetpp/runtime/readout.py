@@ -137,3 +137,9 @@ def overlay_png(image: np.ndarray, masks: np.ndarray, names: list[str], alpha: f
     buf = io.BytesIO()
     Image.fromarray(out.round().astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def served_masks(probs: torch.Tensor, height: int, width: int, names: list[str]) -> np.ndarray:
+    """(classes, height, width) bool: the probabilities at the input's size, thresholded, and for disc +
+    cup one disc with the cup inside it (`anatomical`)."""
+    return anatomical(masks_at(probs, height, width), names)

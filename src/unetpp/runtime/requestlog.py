@@ -85,7 +85,7 @@ def record(
     version: str, image: np.ndarray, features: torch.Tensor, answer: dict[str, Any], kept: Path | None = None
 ) -> dict[str, Any]:
     """The log's row for one answer (`answer`: the read-out and the guard's verdict) to a decoded image;
-    the training reference (`unetpp.evaluation.guard.reference_records`) is made of the same rows."""
+    the training reference (`unetpp.evaluation.guard_fit.reference_records`) is made of the same rows."""
     readout = {c: v["area"] for c, v in answer["classes"].items()}
     if "vertical_cdr" in answer:
         readout["vertical_cdr"] = answer["vertical_cdr"]

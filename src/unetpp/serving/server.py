@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent  # the handler and TorchServe's config li
 PACKAGE = HERE.parent
 # what the archive ships: the network and the runtime rooms whole (they import nothing else), so no
 # file list can fall out of step with the handler's imports (tests/test_rooms.py)
-SHIPPED = ("__init__.py", "errors.py", "nn", "runtime")
+SHIPPED = ("__init__.py", "errors.py", "files.py", "nn", "runtime")
 RUNTIME = ".torchserve"
 BIN = Path(sys.executable).parent
 
@@ -56,8 +56,9 @@ class Server:
     def package(self, version: str | None = None) -> tuple[Path, str]:
         """Build `model-store/<name>-v<version>.mar` from the registry's champion (or `version`).
 
-        The archive holds the weights (`model.pt`), model-config.yaml (batching, the handler's level,
-        mode, registry version and limits), the handler, and the `nn` and `runtime` rooms of `unetpp`.
+        The archive holds the weights (`model.pt`: the variant's level, mode and every served setting, stored
+        once), model-config.yaml (batching, the registry version, threads and limits), the handler, and what
+        the served model needs of `unetpp` (`SHIPPED`).
         """
         registry = Registry(self.params, self.root)
         mv = registry.version(version) if version else registry.by_alias(CHAMPION)
@@ -86,8 +87,6 @@ class Server:
                 "handler": {
                     "name": self.name,
                     "version": v,
-                    "level": int(mv.tags["level"]),
-                    "mode": mv.tags["mode"],
                     "threads": self.cfg.threads,
                     "max_bytes": self.cfg.max_bytes,
                     "max_pixels": self.cfg.max_pixels,

@@ -10,7 +10,6 @@ depend only on (seed, k), so a resumed run ends with the same result as an unint
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import sys
@@ -30,15 +29,17 @@ from tqdm import tqdm
 from unetpp.data.augment import training_transform
 from unetpp.data.dataset import PreparedDataset, make_loader, set_epoch
 from unetpp.errors import DidNotLearn
-from unetpp.evaluation.metrics import SegmentationMetrics
+from unetpp.files import write_csv, write_json
 from unetpp.nn.checkpoint import atomic_save, model_payload
 from unetpp.nn.networks import NodeNet, build_model, head_probabilities
 from unetpp.params import Params
 from unetpp.planning.recipe import Recipe, load_recipe
-from unetpp.runtime.geometry import Geometry, forward
+from unetpp.runtime.forward import forward
+from unetpp.runtime.geometry import Geometry
+from unetpp.scoring.metrics import SegmentationMetrics
 from unetpp.training.averaging import kept_model, weight_average
 from unetpp.training.devices import autocast, distributed, training_device
-from unetpp.training.guard import check_learning, kept_epoch
+from unetpp.training.learning_guard import check_learning, kept_epoch
 from unetpp.training.losses import DeepSupervisionLoss
 
 
@@ -308,7 +309,7 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
 def guard(
     history: list[dict[str, Any]], params: Params, recipe: Recipe, train: PreparedDataset, val: PreparedDataset
 ) -> None:
-    """The learning guard (`unetpp.training.guard`), its verdict tagged on the MLflow run."""
+    """The learning guard (`unetpp.training.learning_guard`), its verdict tagged on the MLflow run."""
     from unetpp import tracking
 
     try:
@@ -334,7 +335,7 @@ def _write_outputs(
 ) -> dict[str, Any]:
     """metrics/train.json, metrics/train_curve.csv, the curve PNG, run.json; all logged to the run."""
     from unetpp import tracking
-    from unetpp.evaluation.plots import training_curve
+    from unetpp.scoring.plots import training_curve
 
     best = kept_epoch(history)
     summary = dict(
@@ -344,12 +345,8 @@ def _write_outputs(
         best={k: v for k, v in best.items() if k.startswith(("dice_", "iou_", "val_loss"))},
         final_train_loss=history[-1]["train_loss"],
     )
-    metrics_dir.mkdir(parents=True, exist_ok=True)
-    (metrics_dir / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
-    with (metrics_dir / "train_curve.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
+    write_json(metrics_dir / "train.json", summary)
+    write_csv(metrics_dir / "train_curve.csv", history)
     curve = training_curve(history, names, metrics_dir / "train_curve.png")
     tracking.write_run_file(run_id, tracking.mlflow.get_run(run_id).info.experiment_id, models_dir / "run.json")
     tracking.mlflow.log_metrics({f"best_{k}": v for k, v in summary["best"].items()})

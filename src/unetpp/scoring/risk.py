@@ -1,20 +1,18 @@
-"""Fitting the served guard (`unetpp.runtime.guard`) on the training data, and scoring it.
+"""Scoring a confidence and an out-of-distribution threshold: the risk-coverage curve and its area, failure
+AUROC, the low-confidence threshold (Youden's J), split-conformal calibration and the flag rate it allows.
+What the `select` stage fits the served guard with (`unetpp.evaluation.guard_fit`), the `test` stage reports
+and the monitor alarms on.
 
 The rules, each from the data (none tuned to a data set):
 
 - **failure**: a case fails a class when its Dice is under that class's `FAILURE_QUANTILE` (10th
   percentile) on val: the worst decile as val saw it. It is what the failure AUROC detects and what the
   `low_confidence` flag aims at.
-- **estimator**: of those the variant offers (`runtime.guard.ESTIMATORS`), the one with the lowest area
-  under the risk-coverage curve on val (risk 1 - Dice, mean over classes).
 - **low-confidence threshold**, per class: the confidence that best separates val's failures from the
   rest (Youden's J on the ROC curve); where val holds no failure or no success, the lowest val confidence.
-- **out of distribution**: Mahalanobis distance of the pooled bottleneck features to the train split's
-  mean, each feature standardised by its train spread and the covariance shrunk by Ledoit-Wolf
-  (scikit-learn: a few hundred features from about a hundred images make the plain covariance singular;
-  standardising first lets the shrinkage weigh every feature alike); flagged over the split-conformal
-  quantile of the n val distances at `OOD_ALPHA` (5%): an input exchangeable with them is flagged with
-  probability at most max(5%, 1 / (n + 1)) (the largest val distance decides below 19 val cases).
+- **out of distribution**: flagged over the split-conformal quantile of the n calibration distances at
+  `OOD_ALPHA` (5%): an input exchangeable with them is flagged with probability at most max(5%, 1 / (n + 1))
+  (the largest calibration distance decides below 19 cases).
 
 The area under the risk-coverage curve is written here (its four lines): no library of the stack has it.
 """
@@ -22,26 +20,14 @@ The area under the risk-coverage curve is written here (its four lines): no libr
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from unetpp.evaluation.served import Case, ServedModel, prepared_cases, score_cases
-from unetpp.runtime.guard import ESTIMATORS, Guard
-from unetpp.runtime.predict import served_masks
-from unetpp.runtime.readout import readout
-from unetpp.runtime.requestlog import record
+from unetpp.runtime.guard import ESTIMATORS
 
 FAILURE_QUANTILE = 0.1
 OOD_ALPHA = 0.05
-
-
-def features(model: ServedModel, cases: Iterable[Case]) -> np.ndarray:
-    """(cases, F): each case's pooled bottleneck features, as served."""
-    return np.stack([model.inspect([case.image])[0].features.double().numpy() for case in cases])
 
 
 def risk_coverage(confidence: np.ndarray, dice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -135,53 +121,3 @@ def risk_figures(rows: list[dict[str, Any]], names: list[str], failing: dict[str
             }
         out[label] = per | {"aurc_mean": float(np.mean([per[c]["aurc"] for c in names]))}
     return out
-
-
-def fit_guard(model: ServedModel, prepared: Path) -> tuple[Guard, dict[str, Any]]:
-    """The guard of `model` from the prepared train (features) and val (estimator, calibration, thresholds)
-    splits, and what it was chosen on."""
-    from sklearn.covariance import LedoitWolf
-
-    names = model.names
-    rows = score_cases(model, prepared_cases(prepared, "val"))
-    failing = failure_dice(rows, names)
-    figures = risk_figures(rows, names, failing)
-    estimator = min(figures, key=lambda e: figures[e]["aurc_mean"])
-    raw = {c: columns(rows, f"confidence_{estimator}_{c}") for c in names}
-    offset = {c: float(np.median(columns(rows, f"dice_{c}") - raw[c])) for c in names}
-    low = {c: low_threshold(np.clip(raw[c] + offset[c], 0, 1), columns(rows, f"dice_{c}") < failing[c]) for c in names}
-    train = features(model, prepared_cases(prepared, "train"))
-    scale = train.std(0) + 1e-6 * train.std(0).max() + 1e-12  # channels never active keep a finite scale
-    cov = LedoitWolf().fit(train / scale)  # standardised: shrinkage toward the identity weighs every feature alike
-    center = torch.from_numpy(train.mean(0))
-    precision = torch.from_numpy(cov.precision_ / np.outer(scale, scale))  # the same distance on raw features
-    unit = Guard(estimator, offset, low, center, precision, 1.0)
-    val = np.array([unit.ood_score(torch.from_numpy(f)) for f in features(model, prepared_cases(prepared, "val"))])
-    guard = Guard(estimator, offset, low, center, precision, conformal_threshold(val))
-    fitted = {
-        "split": "val (estimator, calibration, thresholds); train (feature reference)",
-        "estimator": estimator,
-        "offset": offset,
-        "failure_dice": failing,
-        "low_confidence_below": low,
-        "val": figures,
-        "ood_alpha": OOD_ALPHA,
-        "ood_threshold": guard.ood_threshold,
-        "features": int(center.numel()),
-        "shrinkage": float(cov.shrinkage_),
-    }
-    return guard, fitted
-
-
-def reference_records(model: ServedModel, cases: Iterable[Case]) -> list[dict[str, Any]]:
-    """The request log's rows (`unetpp.runtime.requestlog.record`) for `cases` answered by `model` and its
-    guard: what the monitor compares served requests with. Made from val: cases the Mahalanobis reference was
-    not fitted on, so their scores are what new cases like the training data get."""
-    if model.guard is None:
-        raise ValueError("reference records need a model with a fitted guard")
-    rows = []
-    for case in cases:
-        seen = model.inspect([case.image])[0]
-        answer = readout(served_masks(seen.probs, *case.image.shape[:2], model.names), model.names)
-        rows.append(record("reference", case.image, seen.features, answer | model.guard.verdict(seen, model.names)))
-    return rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unetpp.evaluation.metrics import SegmentationMetrics
+from unetpp.scoring.metrics import SegmentationMetrics
 
 
 def _masks() -> tuple[torch.Tensor, torch.Tensor]:

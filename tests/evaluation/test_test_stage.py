@@ -14,7 +14,7 @@ from PIL import Image
 from tests.params import project_params
 from tests.project import run, tiny_project
 from unetpp.data.synthetic import generate_fundus
-from unetpp.evaluation.metrics import mean_with_interval as summarize
+from unetpp.scoring.metrics import mean_with_interval as summarize
 
 
 def test_means_come_with_a_bootstrap_interval_over_finite_cases() -> None:

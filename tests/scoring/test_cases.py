@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from unetpp.data.synthetic import generate_fundus
-from unetpp.evaluation.served import case_scores, summarize
+from unetpp.scoring.cases import case_scores, summarize
 
 
 def _truth() -> np.ndarray:

@@ -2,10 +2,11 @@
 registry gate on val, `test` on test — is the mask a request gets back, at the source resolution, against
 the source masks, per case.
 
-A case is a decoded source image (what a request decodes to) and its masks. `ServedModel` segments it
-with `unetpp.runtime.predict` exactly as the TorchServe handler does (the checkpoint's grid and
-mirroring, back to the image's size, the same post-processing); `case_scores` gives per class Dice, IoU
-(MONAI), HD95 and BCE. Per-case rows are what paired comparisons (the gate, the report) difference.
+A case (`unetpp.data.prepared.Case`) is a decoded source image (what a request decodes to) and its masks.
+A served model (`unetpp.runtime.served.ServedModel`) segments it exactly as the TorchServe handler does
+(the checkpoint's grid and mirroring, back to the image's size, the same post-processing); `case_scores`
+gives per class Dice, IoU (MONAI), HD95 and BCE. Per-case rows are what paired comparisons (the gate, the
+report) difference.
 
 A missed object is never dropped from a mean: the HD95 of an empty prediction (or of a prediction on an
 empty mask) is the image's diagonal, the largest distance it can have (MONAI returns inf there, which a
@@ -18,96 +19,21 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
 
-from unetpp.data.ingest import load_manifest
-from unetpp.evaluation.metrics import EPS, mean_with_interval
-from unetpp.nn.checkpoint import load_checkpoint
-from unetpp.runtime.geometry import Geometry
-from unetpp.runtime.guard import Guard, confidences
-from unetpp.runtime.inference import optimize_for_inference
-from unetpp.runtime.intensity import Intensity
-from unetpp.runtime.predict import Inspection, inspect, served_masks, tta_flips
-from unetpp.runtime.readout import probabilities_at, vertical_cdr
+from unetpp.data.prepared import Case
+from unetpp.runtime.forward import Inspection
+from unetpp.runtime.guard import confidences
+from unetpp.runtime.readout import probabilities_at, served_masks, vertical_cdr
+from unetpp.runtime.served import ServedModel
+from unetpp.scoring.metrics import EPS, mean_with_interval
 
 FAILED_DICE = 0.5  # a case under this Dice for a class (or with nothing predicted) failed that class
-
-
-@dataclass
-class Case:
-    """One scored image: its id, the decoded (H, W, C) image (source values) and (classes, H, W) bool masks."""
-
-    id: str
-    image: np.ndarray
-    masks: np.ndarray
-
-
-@dataclass
-class ServedModel:
-    """A selected (pruned, exported) or registered checkpoint, prepared as the handler prepares it."""
-
-    module: torch.nn.Module
-    geometry: Geometry
-    flips: tuple[int, ...]
-    names: list[str]
-    intensity: Intensity
-    guard: Guard | None = None
-
-    @classmethod
-    def load(cls, path: Path) -> ServedModel:
-        model, meta = load_checkpoint(path)
-        return cls.of(model, meta)
-
-    @classmethod
-    def of(cls, model: torch.nn.Module, meta: dict[str, Any], flips: tuple[int, ...] | None = None) -> ServedModel:
-        """`model` (a variant, pruned or not, on its device) served with `meta`'s geometry and mirroring (or
-        `flips`): batch norm folded, channels_last, as the handler serves it."""
-        in_channels = int(model.config["in_channels"])
-        return cls(
-            optimize_for_inference(model, channels_last=True),
-            Geometry.of(meta),
-            tta_flips(meta) if flips is None else flips,
-            list(meta["class_names"]),
-            Intensity.of(meta, in_channels),
-            Guard.of(meta),
-        )
-
-    def inspect(self, images: list[np.ndarray]) -> list[Inspection]:
-        """Per image, its probabilities on the network's grid and what the guard reads (the handler's call)."""
-        return inspect(self.module, images, self.geometry, self.intensity, self.flips)
-
-    def masks(self, image: np.ndarray) -> np.ndarray:
-        """The served masks of one decoded image."""
-        return served_masks(self.inspect([image])[0].probs, *image.shape[:2], self.names)
-
-    def guard_row(self, inspection: Inspection) -> dict[str, float]:
-        """Every raw confidence estimator per class (`confidence_<estimator>_<class>`) and, with a fitted
-        guard, what the answer carries: `confidence_<class>` and the out-of-distribution score."""
-        row = {
-            f"confidence_{e}_{c}": float(v)
-            for e, t in confidences(inspection).items()
-            for c, v in zip(self.names, t, strict=True)
-        }
-        if self.guard is not None:
-            row |= {f"confidence_{c}": v for c, v in self.guard.confidence(inspection, self.names).items()}
-            row["ood_score"] = self.guard.ood_score(inspection.features)
-        return row
-
-
-def prepared_cases(prepared: Path, split: str) -> Iterator[Case]:
-    """The readable samples of `split` as ingest decoded them from their source files (val, train)."""
-    manifest = load_manifest(prepared)
-    rows = manifest[(manifest["split"] == split) & manifest["error"].isna()]
-    for sample_id in rows["id"].astype(str):
-        with np.load(prepared / "samples" / f"{sample_id}.npz") as npz:
-            yield Case(sample_id, npz["source_image"], npz["source_mask"].astype(bool))
 
 
 def case_scores(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> dict[str, float]:
@@ -167,11 +93,11 @@ def score_cases(model: ServedModel, cases: Iterable[Case], batch: int = 1, keep:
                 {"id": case.id, "height": height, "width": width}
                 | case_scores(pred, case.masks, model.names)
                 | bce(full, case.masks, model.names)
-                | model.guard_row(seen)
+                | guard_row(model, seen)
             )
         pending.clear()
 
-    size = batch if model.geometry.mode == "whole" else 1
+    size = batch if model.config.geometry.mode == "whole" else 1
     for case in cases:
         pending.append(case)
         if len(pending) == size:
@@ -181,6 +107,21 @@ def score_cases(model: ServedModel, cases: Iterable[Case], batch: int = 1, keep:
     if not rows:
         raise ValueError("no cases to score")
     return rows
+
+
+def guard_row(model: ServedModel, inspection: Inspection) -> dict[str, float]:
+    """Every raw confidence estimator per class (`confidence_<estimator>_<class>`) and, with a fitted guard,
+    what the answer carries: `confidence_<class>` and the out-of-distribution score."""
+    names = model.names
+    row = {
+        f"confidence_{e}_{c}": float(v)
+        for e, t in confidences(inspection).items()
+        for c, v in zip(names, t, strict=True)
+    }
+    if model.guard is not None:
+        row |= {f"confidence_{c}": v for c, v in model.guard.confidence(inspection, names).items()}
+        row["ood_score"] = model.guard.ood_score(inspection.features)
+    return row
 
 
 def per_case_dice(rows: list[dict], names: list[str]) -> list[float]:

@@ -19,7 +19,7 @@ from unetpp.errors import DidNotLearn
 from unetpp.planning.recipe import Recipe
 from unetpp.runtime.geometry import Geometry
 from unetpp.runtime.intensity import RGB
-from unetpp.training.guard import check_learning, stored_masks, trivial_dice
+from unetpp.training.learning_guard import check_learning, stored_masks, trivial_dice
 
 
 @pytest.fixture(scope="module")

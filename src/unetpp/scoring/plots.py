@@ -93,6 +93,6 @@ def overlay_grid(cases: list[Case], names: list[str], path: Path, split: str) ->
 
 def overlays(model: Any, cases: list[Any], count: int, path: Path) -> Path:
     """The first `count` validation cases at the source resolution, with the served masks (`overlay_grid`);
-    `model` is an `unetpp.evaluation.served.ServedModel`."""
+    `model` is an `unetpp.runtime.served.ServedModel`."""
     shown = [(c.id, c.image, model.masks(c.image), c.masks) for c in cases[: max(1, count)]]
     return overlay_grid(shown, model.names, path, "validation, as served")

@@ -8,10 +8,10 @@ import torch
 
 from tests.conftest import randomize_batchnorm
 from unetpp.nn.networks import UNetPlusPlus
-from unetpp.runtime.geometry import Geometry, network_input, segment
+from unetpp.runtime.forward import forward_images, segment
+from unetpp.runtime.geometry import Geometry, network_input
 from unetpp.runtime.inference import optimize_for_inference
 from unetpp.runtime.intensity import RGB
-from unetpp.runtime.predict import inspect
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def served() -> torch.nn.Module:
 def test_the_answer_is_the_segmented_probabilities(served: torch.nn.Module, geometry: Geometry, flips: tuple) -> None:
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (90, 70, 3), dtype=np.uint8) for _ in range(2)]
-    seen = inspect(served, images, geometry, RGB, flips)
+    seen = forward_images(served, images, geometry, RGB, flips)
     for image, s in zip(images, seen, strict=True):
         expected = segment(served, network_input(image, geometry, RGB)[None], geometry, flips=flips)[0]
         torch.testing.assert_close(s.probs, expected, atol=1e-5, rtol=1e-4)

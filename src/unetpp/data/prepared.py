@@ -1,0 +1,114 @@
+"""The prepared data's one owner: the layout ingest writes under `data/prepared` and every way a later phase
+reads it.
+
+- `manifest.csv`: one row per source sample (id, split, group, source files, sizes, hashes, `error` for an
+  unreadable one);
+- `samples/<id>.npz`: the arrays of each readable train and val sample (`image`, `mask` at
+  `data.image_size`; `source_image`, `source_mask` as decoded from the source). The test split has none:
+  the `test` stage reads it from its source files (`test_cases`), checked against the manifest's hashes.
+
+A *case* is a decoded source image (what a request decodes to) and its source masks: what every figure that
+chooses or reports a model is scored on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from unetpp.data.sources import READERS, RawSample
+from unetpp.errors import UserError
+from unetpp.params import DataParams
+from unetpp.runtime.preprocess import resize_image
+
+MANIFEST = "manifest.csv"
+SAMPLES = "samples"
+
+
+@dataclass
+class Case:
+    """One scored image: its id, the decoded (H, W, C) image (source values) and (classes, H, W) bool masks."""
+
+    id: str
+    image: np.ndarray
+    masks: np.ndarray
+
+
+def load_manifest(prepared: Path) -> pd.DataFrame:
+    """The manifest of a prepared folder, with a clear error when ingest has not run."""
+    path = prepared / MANIFEST
+    if not path.is_file():
+        raise UserError(f"{path}: no manifest; run `unetpp ingest` (or `dvc repro ingest`) first")
+    # "001" stays "001"; floats read back bit for bit (pandas 2's default parser can lose the last digit, and a
+    # rewritten manifest would then differ from the one DVC hashed)
+    return pd.read_csv(path, keep_default_na=True, dtype={"id": str, "group": str}, float_precision="round_trip")
+
+
+def readable(manifest: pd.DataFrame, split: str | None = None) -> pd.DataFrame:
+    """The manifest's rows ingest could read (of `split`, or of every split)."""
+    ok = manifest["error"].isna()
+    return manifest[ok if split is None else ok & (manifest["split"] == split)]
+
+
+def split_ids(prepared: Path, split: str) -> list[str]:
+    """The readable sample ids of `split`, in manifest order."""
+    return readable(load_manifest(prepared), split)["id"].astype(str).tolist()
+
+
+def sample_file(prepared: Path, sample_id: str) -> Path:
+    """Where ingest keeps a train or val sample's arrays."""
+    return prepared / SAMPLES / f"{sample_id}.npz"
+
+
+def source_arrays(prepared: Path, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """A stored sample's decoded (H, W, C) source image and its (classes, H, W) bool source masks."""
+    with np.load(sample_file(prepared, sample_id)) as npz:
+        return npz["source_image"], npz["source_mask"].astype(bool)
+
+
+def prepared_cases(prepared: Path, split: str) -> Iterator[Case]:
+    """The readable samples of `split` as ingest decoded them from their source files (val, train)."""
+    for sample_id in split_ids(prepared, split):
+        yield Case(sample_id, *source_arrays(prepared, sample_id))
+
+
+def sha256(arr: np.ndarray) -> str:
+    """The hash the manifest keeps of a prepared array, its dtype and shape with its bytes (the test stage
+    checks its sources against it)."""
+    h = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
+    h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def heldout_samples(data: DataParams, prepared: Path) -> list[RawSample]:
+    """The test split's samples from the source, as ingest saw them (the manifest's readable test rows)."""
+    expected = set(split_ids(prepared, "test"))
+    samples = [s for s in READERS[data.source](data) if s.id in expected]
+    if {s.id for s in samples} != expected or not samples:
+        missing = sorted(expected - {s.id for s in samples})[:10]
+        raise UserError(
+            f"the source no longer holds the test split ingest saw (missing: {', '.join(missing) or 'all'}); "
+            "run `dvc repro` from ingest"
+        )
+    return samples
+
+
+def heldout_cases(data: DataParams, prepared: Path) -> tuple[list[RawSample], Iterator[Case]]:
+    """The test split's samples, and their cases read from the source files, each refused when its pixels
+    differ from what ingest measured (the manifest's image_sha256)."""
+    samples = heldout_samples(data, prepared)
+    hashes = load_manifest(prepared).set_index("id")["image_sha256"].to_dict()
+
+    def cases() -> Iterator[Case]:
+        for sample in samples:
+            loaded = sample.load()
+            if sha256(resize_image(loaded.image, data.image_size)) != hashes[sample.id]:
+                raise UserError(f"{sample.source_image}: changed since ingest; run `dvc repro` from ingest")
+            yield Case(sample.id, loaded.image, loaded.masks)
+
+    return samples, cases()
