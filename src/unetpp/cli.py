@@ -165,8 +165,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         "unet": (models / "unet", metrics / "unet", reports / "unet"),
     }
     out = report(runs, params.model.class_names, reports / "report.md")
-    tracking.configure(params.tracking)
-    with tracking.mlflow.start_run(run_id=tracking.read_run_id(models / "run.json")):
+    with tracking.pipeline_run(params.tracking, models):
         for name in ("report.md", "report_pareto.png", "report_curves.png"):
             tracking.mlflow.log_artifact(str(out.parent / name), "report")
     print(f"written {out}")

@@ -11,7 +11,10 @@ import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -75,6 +78,15 @@ def file_sha256(path: Path) -> str:
 
 def write_run_file(run_id: str, experiment_id: str, path: Path = RUN_FILE) -> None:
     write_json(path, {"run_id": run_id, "experiment_id": experiment_id})
+
+
+@contextmanager
+def pipeline_run(tracking: TrackingParams, models_dir: Path, root: Path | None = None) -> Iterator[Any]:
+    """The pipeline's MLflow run (its id in `models_dir`/run.json, written by `train`), reopened on the store
+    of the project at `root`: how every stage after train logs to it."""
+    configure(tracking, root)
+    with mlflow.start_run(run_id=read_run_id(models_dir / "run.json")) as run:
+        yield run
 
 
 def read_run_id(path: Path = RUN_FILE) -> str:

@@ -111,8 +111,7 @@ def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path
     served = ServedModel.of(model.prune(best["level"], best["mode"]).to(device), meta, tuple(best["tta_flips"]))
     overlay_png = overlays(served, cases, params.evaluate.overlays, plots_dir / "overlays.png")
 
-    tracking.configure(params.tracking)
-    with tracking.mlflow.start_run(run_id=tracking.read_run_id(models_dir / "run.json")):
+    with tracking.pipeline_run(params.tracking, models_dir):
         for r in rows:
             tracking.mlflow.log_metrics(
                 {

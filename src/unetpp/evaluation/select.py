@@ -115,8 +115,7 @@ def log_selection(
     weights = models_dir / "pruned" / "model.pt"
     size = torch.load(weights, weights_only=True)["image_size"]
     selected = selected | {"weights": str(weights)}
-    tracking.configure(params.tracking, root)
-    with tracking.mlflow.start_run(run_id=tracking.read_run_id(models_dir / "run.json")):
+    with tracking.pipeline_run(params.tracking, models_dir, root):
         example = (
             np.random.default_rng(0).standard_normal((2, pruned.config["in_channels"], size, size)).astype(np.float32)
         )

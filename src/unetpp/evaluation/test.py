@@ -117,8 +117,7 @@ def score_test_split(
     overlay_grid(worst, names, reports_dir / "test_worst.png", "test, worst cases by mean Dice")
     write_json(metrics_dir / "test.json", summary)
     write_csv(reports_dir / "test_cases.csv", rows)
-    tracking.configure(params.tracking)
-    with tracking.mlflow.start_run(run_id=tracking.read_run_id(models_dir / "run.json")):
+    with tracking.pipeline_run(params.tracking, models_dir):
         tracking.mlflow.log_metrics(
             {f"test.{k}": v["mean"] for k, v in summary.items() if isinstance(v, dict) and v.get("mean") is not None}
             | {f"test.{k}": v for k, v in summary.items() if k.startswith("failed_")}

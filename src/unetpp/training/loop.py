@@ -139,32 +139,32 @@ def open_run(
     return run
 
 
-def train_epoch(
-    net: nn.Module,
-    state: TrainState,
-    loader: DataLoader,
-    loss_fn: nn.Module,
-    scaler: torch.amp.GradScaler,
-    params: Params,
-    epochs: int,
-    device: torch.device,
-    memory_format: torch.memory_format,
-    show: bool,
-) -> float:
-    """One pass over the training split (updating the weight average after each step); the mean loss."""
-    tp = params.train
+@dataclass(frozen=True)
+class StepSetup:
+    """How each optimisation step runs: the loss, the mixed-precision scaler and precision, the device and the
+    memory layout of the batches."""
+
+    loss_fn: nn.Module
+    scaler: torch.amp.GradScaler
+    precision: str
+    device: torch.device
+    memory_format: torch.memory_format
+
+
+def train_epoch(net: nn.Module, state: TrainState, loader: DataLoader, step: StepSetup, label: str | None) -> float:
+    """One pass over the training split (updating the weight average after each step); the mean loss. `label`
+    names the progress bar (None: no bar, as on ranks other than 0)."""
     net.train()
     running, seen = 0.0, 0
-    desc = f"epoch {state.epoch + 1}/{epochs}"
-    bar = tqdm(loader, desc=desc, disable=not show or not sys.stderr.isatty(), leave=False)
+    bar = tqdm(loader, desc=label, disable=label is None or not sys.stderr.isatty(), leave=False)
     for x, y in bar:
-        x, y = x.to(device, memory_format=memory_format), y.to(device)
+        x, y = x.to(step.device, memory_format=step.memory_format), y.to(step.device)
         state.optimizer.zero_grad(set_to_none=True)
-        with autocast(device, tp.precision):
-            loss = loss_fn([t.float() for t in net(x)], y)
-        scaler.scale(loss).backward()
-        scaler.step(state.optimizer)
-        scaler.update()
+        with autocast(step.device, step.precision):
+            loss = step.loss_fn([t.float() for t in net(x)], y)
+        step.scaler.scale(loss).backward()
+        step.scaler.step(state.optimizer)
+        step.scaler.update()
         if state.average is not None:
             state.average.update_parameters(state.model)
         running, seen = running + float(loss.detach()) * len(x), seen + len(x)
@@ -235,6 +235,7 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
     state = build_state(params, recipe, device, memory_format)
     scaler = torch.amp.GradScaler(device.type, enabled=tp.precision == "fp16")
     loss_fn = DeepSupervisionLoss(tp.head_weights, tp.bce_weight, tp.dice_weight, dice_per_image=tp.dice_per_image)
+    step = StepSetup(loss_fn, scaler, tp.precision, device, memory_format)
 
     manifest = prepared / "manifest.csv"
     say: Callable[[str], None] = (lambda m: print(m, flush=True)) if rank == 0 else (lambda m: None)
@@ -248,9 +249,8 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
     try:
         while state.epoch < recipe.epochs:
             set_epoch(train_loader, tp.seed, state.epoch)
-            loss = train_epoch(
-                net, state, train_loader, loss_fn, scaler, params, recipe.epochs, device, memory_format, rank == 0
-            )
+            label = f"epoch {state.epoch + 1}/{recipe.epochs}" if rank == 0 else None
+            loss = train_epoch(net, state, train_loader, step, label)
             lr = state.optimizer.param_groups[0]["lr"]
             state.scheduler.step()
             state.epoch += 1
