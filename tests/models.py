@@ -27,7 +27,7 @@ def fit_tiny(
     torch.manual_seed(seed)
     model = UNetPlusPlus(**params.model.build_kwargs(intensity.in_channels))
     if steps:
-        data = PreparedDataset(prepared, "train", intensity)
+        data = PreparedDataset(prepared, "train", intensity, Geometry("whole", params.data.image_size))
         x = torch.stack([data[i][0] for i in range(len(data))])
         y = torch.stack([data[i][1] for i in range(len(data))])
         opt, loss_fn = torch.optim.Adam(model.parameters(), lr=1e-2), DeepSupervisionLoss()

@@ -12,6 +12,7 @@ from PIL import Image
 
 from tests.conftest import folder_params
 from unetpp.data.ingest import ingest
+from unetpp.data.prepared import sample_file, source_arrays
 from unetpp.data.sources import drishti_samples, folder_samples, split_of
 from unetpp.data.synthetic import generate_fundus
 from unetpp.data.validate import DataValidationError
@@ -201,9 +202,10 @@ def test_ingest_writes_arrays_and_manifest(folder_dataset: Path, tmp_path: Path)
         "std_intensity",
     }
     assert expected <= set(manifest.columns)
-    with np.load(out / "samples" / "train_eye0.npz") as npz:
-        assert npz["image"].shape == (48, 48, 3) and npz["mask"].shape == (1, 48, 48)
-        assert set(np.unique(npz["mask"])) <= {0, 1}
+    with np.load(sample_file(out, "train_eye0")) as npz:  # stored once, as decoded: every grid resamples it
+        assert set(npz.files) == {"source_image", "source_mask"}
+    image, masks = source_arrays(out, "train_eye0")
+    assert image.shape == (64, 64, 3) and image.dtype == np.uint8 and masks.shape == (1, 64, 64) and masks.any()
     assert (out / "manifest.csv").is_file()
     # the test split is measured for the gate, but no arrays of it are stored: only `unetpp test` reads it
     assert set(manifest[manifest["split"] == "test"]["id"]) == {"test_eye6", "test_eye7"}

@@ -47,10 +47,11 @@ def test_the_dataset_sees_what_a_request_becomes(tmp_path, in_channels: int) -> 
     params = tiny_params({"model": {"in_channels": in_channels}, "data": {"synthetic": {"count": 6}}})
     ingest(params, tmp_path / "prepared")
     reading = Intensity(3, in_channels)
-    dataset = PreparedDataset(tmp_path / "prepared", "val", reading)
+    geometry = Geometry("whole", params.data.image_size)
+    dataset = PreparedDataset(tmp_path / "prepared", "val", reading, geometry)
     index = int(dataset.ids[0].rsplit("_", 1)[1])
     source = generate_fundus(index, params.data.synthetic.size, params.data.synthetic.seed).image
-    x = network_input(source, Geometry("whole", params.data.image_size), reading)
+    x = network_input(source, geometry, reading)
     assert x.shape == (in_channels, 48, 48)
     assert torch.equal(dataset[0][0], x)
 

@@ -15,11 +15,14 @@ from tests.params import TINY, project_params, tiny_params
 from tests.project import run, tiny_project
 from unetpp.data.dataset import PreparedDataset
 from unetpp.data.ingest import ingest
+from unetpp.data.prepared import write_sample
 from unetpp.errors import DidNotLearn
 from unetpp.planning.recipe import Recipe
 from unetpp.runtime.geometry import Geometry
 from unetpp.runtime.intensity import RGB
 from unetpp.training.learning_guard import check_learning, stored_masks, trivial_dice
+
+WHOLE = Geometry("whole", 48)  # tiny_params' data.image_size
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +33,12 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_trivial_dice_of_empty_full_and_prior_masks(prepared: Path) -> None:
-    train, val = PreparedDataset(prepared, "train", RGB), PreparedDataset(prepared, "val", RGB)
+    train, val = PreparedDataset(prepared, "train", RGB, WHOLE), PreparedDataset(prepared, "val", RGB, WHOLE)
     trivial = trivial_dice(stored_masks(train), stored_masks(val), ["disc", "cup"])
     for c, index in (("disc", 0), ("cup", 1)):
-        expected = np.mean([2 * m.sum() / (m.sum() + m.size) for m in (np.load(p)["mask"][index] for p in val.paths)])
+        expected = np.mean(
+            [2 * m.sum() / (m.sum() + m.size) for m in (val.arrays(i)[1][index] for i in range(len(val)))]
+        )
         assert trivial[c]["empty"] == 0.0  # the gate lets no empty mask through
         assert trivial[c]["all_foreground"] == pytest.approx(expected)
         assert 0.0 <= trivial[c]["training_prior"] < 0.9
@@ -46,10 +51,12 @@ def test_the_prior_predictor_scores_a_fixed_position_as_well_as_a_model_would(tm
         for i in range(n):
             mask = np.zeros((1, 16, 16), np.uint8)
             mask[0, 4:9, 5:11] = 1
-            np.savez(tmp_path / "samples" / f"{split}{i}.npz", image=np.zeros((16, 16, 3), np.uint8), mask=mask)
+            write_sample(tmp_path, f"{split}{i}", np.zeros((16, 16, 3), np.uint8), mask.astype(bool))
     rows = [f"{s}{i},{s}," for s, n in (("train", 3), ("val", 2)) for i in range(n)]
     (tmp_path / "manifest.csv").write_text("id,split,error\n" + "\n".join(rows) + "\n")
-    train, val = (stored_masks(PreparedDataset(tmp_path, split, RGB)) for split in ("train", "val"))
+    train, val = (
+        stored_masks(PreparedDataset(tmp_path, split, RGB, Geometry("whole", 16))) for split in ("train", "val")
+    )
     trivial = trivial_dice(train, val, ["spot"])
     assert trivial["spot"]["training_prior"] == 1.0
 
@@ -60,7 +67,7 @@ def _history(disc: float, cup: float) -> list[dict]:
 
 
 def test_a_learned_model_passes_and_an_unlearned_class_is_named(prepared: Path) -> None:
-    params, val = tiny_params({"train": {"learning_guard": True}}), PreparedDataset(prepared, "val", RGB)
+    params, val = tiny_params({"train": {"learning_guard": True}}), PreparedDataset(prepared, "val", RGB, WHOLE)
     recipe = Recipe(
         batch_size=4,
         epochs=3,
@@ -73,7 +80,7 @@ def test_a_learned_model_passes_and_an_unlearned_class_is_named(prepared: Path) 
         intensity=RGB,
         val_every=1,
     )
-    train = PreparedDataset(prepared, "train", RGB)
+    train = PreparedDataset(prepared, "train", RGB, WHOLE)
     check_learning(_history(0.9, 0.8), params, recipe, train, val)
     with pytest.raises(DidNotLearn) as failed:
         check_learning(_history(0.9, 0.0), params, recipe, train, val)

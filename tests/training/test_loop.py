@@ -75,9 +75,10 @@ def _val_loss(work: Path, state_dict: dict[str, torch.Tensor]) -> float:
     """Validation loss of `state_dict` (in best.pt's architecture), computed as training does."""
     model, meta = load_checkpoint(work / "models/best.pt")
     model.load_state_dict(state_dict)
-    loader = torch.utils.data.DataLoader(PreparedDataset(work / "data/prepared", "val", RGB), batch_size=4)
+    geometry = Geometry.of(meta)
+    loader = torch.utils.data.DataLoader(PreparedDataset(work / "data/prepared", "val", RGB, geometry), batch_size=4)
     loss_fn = DeepSupervisionLoss(dice_per_image=TINY["train"]["dice_per_image"])
-    return evaluate_epoch(model, loader, loss_fn, ["disc", "cup"], torch.device("cpu"), Geometry.of(meta))[0]
+    return evaluate_epoch(model, loader, loss_fn, ["disc", "cup"], torch.device("cpu"), geometry)[0]
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from monai.data import DataLoader, set_track_meta
 from monai.transforms import Compose
 from torch.utils.data import Dataset, DistributedSampler
 
-from unetpp.data.prepared import load_manifest, readable, sample_file
+from unetpp.data.prepared import load_manifest, readable, source_arrays
 from unetpp.errors import UserError
 from unetpp.params import DataParams
 from unetpp.runtime.geometry import Geometry, resample_image, resample_masks
@@ -21,9 +21,9 @@ set_track_meta(False)  # plain tensors out of MONAI transforms: no metadata book
 
 class PreparedDataset(Dataset):
     """(image, mask) pairs of one split: image (in_channels, H, W) read by the plan's `intensity`, mask
-    (classes, H, W) in [0, 1], on the plan's grid (`geometry`): the whole image at data.image_size, or the
-    resampled source (training takes patches of it through `augment`; validation gets it whole, for sliding
-    windows).
+    (classes, H, W) in [0, 1], on a grid (`geometry`) resampled from the source arrays ingest stored: the
+    whole image at one side, or the resampled source (training takes patches of it through `augment`;
+    validation gets it whole, for sliding windows).
 
     Masks are binary except where augmentation resamples them: there they are interpolated
     bilinearly, so a boundary pixel carries the fraction of it that is inside (no staircase of
@@ -35,9 +35,9 @@ class PreparedDataset(Dataset):
         prepared: Path,
         split: str,
         intensity: Intensity,
+        geometry: Geometry,
         *,
         augment: Compose | None = None,
-        geometry: Geometry | None = None,
     ) -> None:
         if split == "test":
             raise UserError("the test split is read by the `test` stage alone, from its source files")
@@ -46,11 +46,10 @@ class PreparedDataset(Dataset):
         if rows.empty:
             raise UserError(f"{prepared}: no readable samples in split {split!r}; expected at least one")
         self.ids = rows["id"].astype(str).tolist()
-        self.paths = [sample_file(prepared, i) for i in self.ids]
+        self.prepared = prepared
         self.intensity = intensity
         self.augment = augment  # `unetpp.data.augment.train_augmentation`, or None: as stored
-        # None: the arrays ingest stored at data.image_size; a geometry (a checkpoint's, the plan's): the
-        # source resampled to its grid, so a model trained at another side is fed what it was trained on
+        # the source resampled to a checkpoint's or the plan's grid, so a model is fed what it was trained on
         self.geometry = geometry
         self._resampled: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -60,16 +59,12 @@ class PreparedDataset(Dataset):
             self.augment.set_random_state(seed=seed)
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.ids)
 
     def arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(H, W, C) image (source values) and (classes, H, W) uint8 masks on the network's grid (not augmented)."""
-        if self.geometry is None:
-            with np.load(self.paths[index]) as npz:
-                return npz["image"], npz["mask"]
         if index not in self._resampled:  # resampled once: a large image costs more than a training step's share
-            with np.load(self.paths[index]) as npz:
-                image, mask = npz["source_image"], npz["source_mask"]
+            image, mask = source_arrays(self.prepared, self.ids[index])
             resampled = resample_masks(mask, self.geometry).astype(np.uint8)
             self._resampled[index] = resample_image(image, self.geometry), resampled
         return self._resampled[index]

@@ -24,10 +24,10 @@ import pandas as pd
 from scipy import ndimage
 
 from unetpp.data.ledger import read_ledger, with_ledger_splits, write_ledger
-from unetpp.data.prepared import MANIFEST, SAMPLES, load_manifest, readable, sample_file, sha256
+from unetpp.data.prepared import MANIFEST, SAMPLES, load_manifest, readable, sample_file, sha256, write_sample
 from unetpp.data.sources import READERS, RawSample
 from unetpp.errors import UserError
-from unetpp.files import replacing, write_json
+from unetpp.files import write_json
 from unetpp.params import Params
 from unetpp.runtime.images import ImageReadError
 from unetpp.runtime.preprocess import resize_image, resize_masks
@@ -41,8 +41,8 @@ def object_diameters(mask: np.ndarray) -> list[float]:
 
 
 def prepare_sample(raw: RawSample, params: Params, staging: Path) -> dict[str, Any]:
-    """Load, measure, resize and save one sample (test samples: measured for the gate, not saved); its
-    manifest row (with `error` set if unreadable)."""
+    """Load, measure (at the source and at data.image_size) and store one sample (test samples: measured for
+    the gate, not stored); its manifest row (with `error` set if unreadable)."""
     row: dict[str, Any] = dict(
         id=raw.id,
         split=raw.split,
@@ -60,15 +60,7 @@ def prepare_sample(raw: RawSample, params: Params, staging: Path) -> dict[str, A
     image = resize_image(loaded.image, size)  # every channel, the source's values (8/16-bit: its dtype)
     masks = resize_masks(source_masks, size)
     if raw.split != "test":  # test is scored from its source files by the `test` stage alone
-        # the whole image at data.image_size, and the source resolution for a plan that trains on patches
-        with replacing(sample_file(staging, raw.id)) as tmp, tmp.open("wb") as fh:  # never into a linked file
-            np.savez(
-                fh,
-                image=image,
-                mask=masks.astype(np.uint8),
-                source_image=loaded.image,  # as a request decodes it: scored as served, resampled for patches
-                source_mask=source_masks.astype(np.uint8),
-            )
+        write_sample(staging, raw.id, loaded.image, source_masks)  # as a request decodes it; grids resample it
     row.update(
         width=loaded.image.shape[1],
         height=loaded.image.shape[0],
@@ -98,6 +90,7 @@ STATE = "ingest.json"  # beside the prepared folder (not in it: no later stage r
 # the code that turns a source file into a prepared sample: an edit to it invalidates every reuse
 PREPARING_CODE = (
     "data/ingest.py",
+    "data/prepared.py",
     "data/sources.py",
     "data/synthetic.py",
     "runtime/images.py",

@@ -3,9 +3,10 @@ reads it.
 
 - `manifest.csv`: one row per source sample (id, split, group, source files, sizes, hashes, `error` for an
   unreadable one);
-- `samples/<id>.npz`: the arrays of each readable train and val sample (`image`, `mask` at
-  `data.image_size`; `source_image`, `source_mask` as decoded from the source). The test split has none:
-  the `test` stage reads it from its source files (`test_cases`), checked against the manifest's hashes.
+- `samples/<id>.npz`: each readable train and val sample stored once, as decoded from its source
+  (`source_image` in the source's values, `source_mask` per class): every grid a phase needs is resampled
+  from it (the dataset, the plan, the learning guard). The test split has none: the `test` stage reads it
+  from its source files (`heldout_cases`), checked against the manifest's hash of it at `data.image_size`.
 
 A *case* is a decoded source image (what a request decodes to) and its source masks: what every figure that
 chooses or reports a model is scored on.
@@ -23,6 +24,7 @@ import pandas as pd
 
 from unetpp.data.sources import READERS, RawSample
 from unetpp.errors import UserError
+from unetpp.files import replacing
 from unetpp.params import DataParams
 from unetpp.runtime.preprocess import resize_image
 
@@ -63,6 +65,13 @@ def split_ids(prepared: Path, split: str) -> list[str]:
 def sample_file(prepared: Path, sample_id: str) -> Path:
     """Where ingest keeps a train or val sample's arrays."""
     return prepared / SAMPLES / f"{sample_id}.npz"
+
+
+def write_sample(prepared: Path, sample_id: str, image: np.ndarray, masks: np.ndarray) -> None:
+    """Store a train or val sample's decoded (H, W, C) source image and (classes, H, W) bool masks: aside, then
+    renamed, so a file linked from the previous ingest is never written into."""
+    with replacing(sample_file(prepared, sample_id)) as tmp, tmp.open("wb") as fh:
+        np.savez(fh, source_image=image, source_mask=masks.astype(np.uint8))
 
 
 def source_arrays(prepared: Path, sample_id: str) -> tuple[np.ndarray, np.ndarray]:

@@ -30,12 +30,8 @@ from unetpp.runtime.preprocess import resize_masks
 
 
 def stored_masks(dataset: PreparedDataset) -> np.ndarray:
-    """(images, classes, H, W) bool: the split's masks as ingest stored them."""
-    stacked = []
-    for path in dataset.paths:
-        with np.load(path) as npz:
-            stacked.append(npz["mask"].astype(bool))
-    return np.stack(stacked)
+    """(images, classes, H, W) bool: the split's masks on the dataset's whole-image grid (one side for all)."""
+    return np.stack([dataset.arrays(i)[1].astype(bool) for i in range(len(dataset))])
 
 
 def grid_masks(dataset: PreparedDataset) -> list[np.ndarray]:

@@ -295,7 +295,7 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
                     state.history,
                     params,
                     recipe,
-                    PreparedDataset(prepared, "train", recipe.intensity),
+                    PreparedDataset(prepared, "train", recipe.intensity, Geometry("whole", params.data.image_size)),
                     val_loader.dataset,
                 )
     finally:
