@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow
 
+from unetpp import layout as L
 from unetpp.params import load_params
 from unetpp.registry.promotion import Registry
 
@@ -28,7 +29,7 @@ def show(project: str = ".", params_file: str = "params.yaml") -> dict[str, Any]
 def promote(version: str | None = None, project: str = ".", params_file: str = "params.yaml") -> dict[str, Any]:
     """Gate `version` (default: the challenger) against the champion and promote it when it passes."""
     root = Path(project).resolve()
-    decision = _registry(project, params_file).gate(version, root / "data" / "prepared").as_dict()
+    decision = _registry(project, params_file).gate(version, root / L.PREPARED).as_dict()
     print(f"version {decision['version']}: {'promoted' if decision['promoted'] else 'kept out'}: {decision['reason']}")
     return decision
 

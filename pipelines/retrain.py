@@ -32,6 +32,7 @@ import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from unetpp import layout as L
 from unetpp.errors import EXIT_FAILURE, EXIT_FILE_ENV, UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,7 +132,7 @@ def register(project: Path, params_file: str) -> dict[str, Any]:
 
     registry = Registry(load_params(project / params_file), project)
     get_run_logger().info("register: taking the promotion lock (%s)", describe(registry.store))
-    version, created = registry.register(project / "models")
+    version, created = registry.register(project / L.MODELS)
     return {"name": registry.name, "version": str(version.version), "created": created}
 
 
@@ -144,7 +145,7 @@ def gate(project: Path, params_file: str, version: str) -> dict[str, Any]:
 
     registry = Registry(load_params(project / params_file), project)
     get_run_logger().info("gate: taking the promotion lock (%s)", describe(registry.store))
-    return registry.gate(version, project / "data" / "prepared").as_dict()
+    return registry.gate(version, project / L.PREPARED).as_dict()
 
 
 @task(**RETRIED)
@@ -188,18 +189,18 @@ def push(project: Path) -> str:
 
 def _publish(project: Path, decision: dict[str, Any]) -> None:
     """Prefect artifacts: validation summary, metrics per level, the selection, the promotion decision."""
-    validation = json.loads((project / "reports/validation.json").read_text())
+    validation = json.loads((project / L.REPORTS / "validation.json").read_text())
     results = validation["results"].items()
     checks = "\n".join(f"| {name} | {'pass' if r['success'] else 'FAIL'} |" for name, r in results)
     create_markdown_artifact(
         key="validation", markdown=f"# Data validation\n\n| check | result |\n|---|---|\n{checks}\n",
         description="Great Expectations gate over the prepared data",
     )  # fmt: skip
-    rows = json.loads((project / "metrics/eval.json").read_text()).values()
+    rows = json.loads((project / L.METRICS / "eval.json").read_text()).values()
     keep = ("key", "dice_mean", "dice_disc", "dice_cup", "iou_mean", "latency_ms", "gflops", "parameters")
     table = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k in keep} for r in rows]
     create_table_artifact(key="metrics-per-level", table=table, description="every pruning level x mode")
-    selected = json.loads((project / "models/selected.json").read_text())
+    selected = json.loads((project / L.SELECTED).read_text())
     create_markdown_artifact(
         key="selection", markdown=f"# Selected L{selected['level']} {selected['mode']}\n\n{selected['reason']}\n"
     )
@@ -220,14 +221,14 @@ def retrain(project: str = str(ROOT), params_file: str = "params.yaml", push_rem
     root = Path(project).resolve()
     preflight(root, params_file)
     stages = {stage: reproduce(stage, root) for stage in stage_names(root)}
-    data = read_record(root / "data" / "prepared") if stages.get("ingest") == "ran" else None
+    data = read_record(root / L.PREPARED) if stages.get("ingest") == "ran" else None
     registered = register(root, params_file)
     decision = gate(root, params_file, registered["version"])
     packaged = package(root, params_file, decision["champion_after"])
     _publish(root, decision)
     pushed = push(root) if push_remote else None
-    selected = json.loads((root / "models/selected.json").read_text())
-    test = json.loads((root / "metrics/test.json").read_text())
+    selected = json.loads((root / L.SELECTED).read_text())
+    test = json.loads((root / L.METRICS / "test.json").read_text())
     summary = {
         "stages": stages,
         "data": None if data is None else {k: data[k] for k in ("samples", "new", "changed", "reused", "removed")},

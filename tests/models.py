@@ -9,6 +9,7 @@ import torch
 from tests.params import TINY, project_params
 from unetpp.data.dataset import PreparedDataset
 from unetpp.evaluation import select
+from unetpp.layout import served_checkpoint
 from unetpp.nn.networks import UNetPlusPlus
 from unetpp.params import Params
 from unetpp.runtime.geometry import Geometry
@@ -66,7 +67,7 @@ def log_selection(
         "geometry": (geometry or Geometry("whole", params.data.image_size)).as_dict(),
         "intensity": intensity.as_dict(),
     }
-    fitted = select.export(pruned, "unetpp_pruned", meta, list(tta_flips), prepared, models / "pruned" / "model.pt")
+    fitted = select.export(pruned, "unetpp_pruned", meta, list(tta_flips), prepared, served_checkpoint(models))
     experiment = tracking.configure(params.tracking, models)
     with mlflow.start_run(experiment_id=experiment) as run:
         mlflow.set_tags({"data_manifest_sha256": manifest_sha, "git_revision": "test"})

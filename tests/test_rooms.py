@@ -36,7 +36,7 @@ def test_the_handler_needs_only_what_ships() -> None:
 
 # The rooms from the ground up: each imports only rooms below it (`__init__`: the package's version).
 FLOORS = [
-    ["__init__", "errors", "files"],
+    ["__init__", "errors", "files", "layout"],
     ["params", "nn"],
     ["runtime"],
     ["data"],

@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from unetpp import layout as L
 from unetpp.errors import (
     EXIT_DID_NOT_LEARN,
     EXIT_FAILURE,
@@ -236,34 +237,48 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 # subcommand -> (handler, its path options and their defaults); every one also takes --params
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], dict[str, str]]] = {
-    "summary": (cmd_summary, {"--out": "reports/model.json"}),
-    "ingest": (cmd_ingest, {"--out": "data/prepared", "--splits": "splits.csv"}),
+    "summary": (cmd_summary, {"--out": str(L.REPORTS / "model.json")}),
+    "ingest": (cmd_ingest, {"--out": str(L.PREPARED), "--splits": str(L.SPLITS)}),
     "validate": (
         cmd_validate,
-        {"--prepared": "data/prepared", "--report": "reports/validation.json", "--docs": "reports/data_docs"},
+        {
+            "--prepared": str(L.PREPARED),
+            "--report": str(L.REPORTS / "validation.json"),
+            "--docs": str(L.REPORTS / "data_docs"),
+        },
     ),
-    "plan": (cmd_plan, {"--prepared": "data/prepared", "--out": "plans.json"}),
+    "plan": (cmd_plan, {"--prepared": str(L.PREPARED), "--out": str(L.PLANS)}),
     "train": (
         cmd_train,
         {
-            "--prepared": "data/prepared",
-            "--plans": "plans.json",
-            "--models": "models",
-            "--metrics": "metrics",
+            "--prepared": str(L.PREPARED),
+            "--plans": str(L.PLANS),
+            "--models": str(L.MODELS),
+            "--metrics": str(L.METRICS),
             "--arch": None,
         },
     ),
     "evaluate": (
         cmd_evaluate,
-        {"--prepared": "data/prepared", "--models": "models", "--metrics": "metrics", "--plots": "plots"},
+        {
+            "--prepared": str(L.PREPARED),
+            "--models": str(L.MODELS),
+            "--metrics": str(L.METRICS),
+            "--plots": str(L.PLOTS),
+        },
     ),
-    "select": (cmd_select, {"--prepared": "data/prepared", "--metrics": "metrics", "--models": "models"}),
+    "select": (cmd_select, {"--prepared": str(L.PREPARED), "--metrics": str(L.METRICS), "--models": str(L.MODELS)}),
     "test": (
         cmd_test,
-        {"--prepared": "data/prepared", "--models": "models", "--metrics": "metrics", "--reports": "reports"},
+        {
+            "--prepared": str(L.PREPARED),
+            "--models": str(L.MODELS),
+            "--metrics": str(L.METRICS),
+            "--reports": str(L.REPORTS),
+        },
     ),
-    "report": (cmd_report, {"--models": "models", "--metrics": "metrics", "--reports": "reports"}),
-    "registry": (cmd_registry, {"--models": "models", "--prepared": "data/prepared", "--version": None}),
+    "report": (cmd_report, {"--models": str(L.MODELS), "--metrics": str(L.METRICS), "--reports": str(L.REPORTS)}),
+    "registry": (cmd_registry, {"--models": str(L.MODELS), "--prepared": str(L.PREPARED), "--version": None}),
     "serve": (cmd_serve, {"--version": None, "--mar": None}),
     "predict": (cmd_predict, {"--overlay": None}),
     # --host: 127.0.0.1 (the default) or 0.0.0.0 for the team; --artifacts: a folder or s3://bucket/prefix
@@ -286,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("action", choices=ACTIONS[name])
         if name == "predict":
             p.add_argument("image")
-        p.add_argument("--params", default="params.yaml")
+        p.add_argument("--params", default=str(L.PARAMS))
         for flag, default in options.items():
             p.add_argument(flag, default=default)
         p.set_defaults(func=func)

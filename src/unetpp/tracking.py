@@ -22,11 +22,10 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from unetpp import layout as L
 from unetpp.errors import UserError
 from unetpp.files import write_json
 from unetpp.params import TrackingParams
-
-RUN_FILE = Path("models/run.json")
 
 
 def store_dir(tracking: TrackingParams, root: Path | None = None) -> Path:
@@ -76,7 +75,7 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def write_run_file(run_id: str, experiment_id: str, path: Path = RUN_FILE) -> None:
+def write_run_file(run_id: str, experiment_id: str, path: Path = L.RUN_FILE) -> None:
     write_json(path, {"run_id": run_id, "experiment_id": experiment_id})
 
 
@@ -89,7 +88,7 @@ def pipeline_run(tracking: TrackingParams, models_dir: Path, root: Path | None =
         yield run
 
 
-def read_run_id(path: Path = RUN_FILE) -> str:
+def read_run_id(path: Path = L.RUN_FILE) -> str:
     """The pipeline run's id, written by `train`."""
     if not path.is_file():
         raise UserError(f"{path}: no MLflow run id; run `unetpp train` (or `dvc repro train`) first")

@@ -11,6 +11,8 @@ import yaml
 
 from scripts.dvc_deps import code_deps, expanded, folded, generate, imported_files
 from tests.project import ROOT, run, tiny_project
+from unetpp import layout as L
+from unetpp.cli import COMMANDS
 
 
 def stages() -> dict[str, dict]:
@@ -73,3 +75,18 @@ def test_editing_an_imported_module_marks_the_stage_changed(tmp_path: Path) -> N
         fh.write("\n# an edit\n")
     status = run(["dvc", "status", "ingest"], project).stdout
     assert "ingest:" in status and "modified:" in status and "src/unetpp/runtime/preprocess.py" in status, status
+
+
+def test_stage_commands_name_the_project_layout() -> None:
+    """Each path a stage command passes is the CLI's default (`unetpp.layout`), or a folder inside it (the
+    baseline's models/unet): dvc.yaml and the code agree on where each stage reads and writes."""
+    wrong = []
+    for name, stage in stages().items():
+        for part in stage["cmd"].split("&&"):
+            words = part.split()
+            defaults = COMMANDS[words[1]][1] | {"--params": str(L.PARAMS)}
+            for flag, value in zip(words[2::2], words[3::2], strict=True):
+                default = defaults.get(flag)
+                if default is not None and value != default and Path(value).parent != Path(default):
+                    wrong.append(f"stage {name!r}: {flag} {value} (the layout's: {default})")
+    assert not wrong, wrong

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from unetpp import layout as L
 from unetpp.data.prepared import prepared_cases
 from unetpp.errors import UserError
 from unetpp.evaluation.guard_fit import fit_guard, reference_records
@@ -74,7 +75,7 @@ def select(params: Params, prepared: Path, metrics_dir: Path, models_dir: Path) 
     pruned = model.prune(chosen["level"], chosen["mode"], probes=True)
     arch = "unetpp_pruned" if meta["arch"] == "unetpp" else "unet_inference"
     tta = list(chosen.get("tta_flips") or [])
-    fitted = export(pruned, arch, meta, tta, prepared, models_dir / "pruned" / "model.pt")
+    fitted = export(pruned, arch, meta, tta, prepared, L.served_checkpoint(models_dir))
     selected = dict(
         level=chosen["level"],
         mode=chosen["mode"],
@@ -112,7 +113,7 @@ def log_selection(
     the choice and write models/selected.json with the model's URI."""
     from unetpp import tracking
 
-    weights = models_dir / "pruned" / "model.pt"
+    weights = L.served_checkpoint(models_dir)
     size = torch.load(weights, weights_only=True)["image_size"]
     selected = selected | {"weights": str(weights)}
     with tracking.pipeline_run(params.tracking, models_dir, root):

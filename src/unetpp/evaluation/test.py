@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from unetpp import layout as L
 from unetpp.data.prepared import Case, heldout_cases
 from unetpp.data.sources import RawSample
 from unetpp.errors import UserError
@@ -85,7 +86,7 @@ def score_test_split(
     (reports/test_worst.png); log them to the MLflow run."""
     from unetpp import tracking
 
-    model = load_served(models_dir / "pruned" / "model.pt")
+    model = load_served(L.served_checkpoint(models_dir))
     names = model.names
     masks_dir = reports_dir / "test_masks"
     masks_dir.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from unetpp import layout as L
 from unetpp import tracking
 from unetpp.errors import UserError
 from unetpp.monitoring.drift import compare
@@ -23,7 +24,7 @@ from unetpp.params import Params
 from unetpp.registry.promotion import CHAMPION, Registry
 from unetpp.scoring.risk import OOD_ALPHA, flag_rate_bound
 
-REPORTS = Path("reports") / "monitor"
+REPORTS = L.REPORTS / "monitor"
 
 
 def champion_reference(params: Params, root: Path) -> tuple[str, list[dict[str, Any]]]:

@@ -1,7 +1,7 @@
 """The train stage: BCE + Dice on every head, Adam, StepLR, best epoch by validation Dice.
 
 Resumable: `models/last.pt` (model, optimiser, scheduler, weight average, history, MLflow run id)
-is rewritten atomically after every epoch; a rerun with the same fingerprint (params and data)
+is rewritten atomically after every epoch; a rerun with the same resume key (params and data)
 continues from it. It is this machine's scratch, not an output: DVC neither tracks nor pushes it
 (a colleague's clone pulls `best.pt` and has nothing to resume). Epoch k's shuffling and augmentation
 depend only on (seed, k), so a resumed run ends with the same result as an uninterrupted one. Under
@@ -43,7 +43,7 @@ from unetpp.training.learning_guard import check_learning, kept_epoch
 from unetpp.training.losses import DeepSupervisionLoss
 
 
-def fingerprint(params: Params, recipe: Recipe, manifest: Path) -> str:
+def resume_key(params: Params, recipe: Recipe, manifest: Path) -> str:
     """What a checkpoint must share with this run to be resumed: model, recipe, image size and data."""
     spec = dict(
         model=params.model.model_dump(),
@@ -69,7 +69,7 @@ class TrainState:
     best: float = -1.0
     run_id: str | None = None
 
-    def checkpoint(self, fp: str, complete: bool) -> dict[str, Any]:
+    def checkpoint(self, key: str, complete: bool) -> dict[str, Any]:
         return dict(
             state_dict=self.model.state_dict(),
             optimizer=self.optimizer.state_dict(),
@@ -79,7 +79,7 @@ class TrainState:
             history=self.history,
             best_dice=self.best,
             run_id=self.run_id,
-            fingerprint=fp,
+            resume_key=key,
             complete=complete,
         )
 
@@ -102,12 +102,12 @@ def build_state(params: Params, recipe: Recipe, device: torch.device, memory_for
     return TrainState(model, optimizer, scheduler, weight_average(model, recipe.ema_decay))
 
 
-def resume(state: TrainState, last_path: Path, fp: str, device: torch.device) -> bool:
-    """Continue from `last.pt` when it is an unfinished run of the same fingerprint."""
+def resume(state: TrainState, last_path: Path, key: str, device: torch.device) -> bool:
+    """Continue from `last.pt` when it is an unfinished run of the same resume key."""
     if not last_path.is_file():
         return False
     saved = torch.load(last_path, map_location=device, weights_only=True)
-    if saved.get("fingerprint") != fp or saved.get("complete"):
+    if saved.get("resume_key") != key or saved.get("complete"):
         return False
     state.restore(saved)
     return True
@@ -239,9 +239,9 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
 
     manifest = prepared / "manifest.csv"
     say: Callable[[str], None] = (lambda m: print(m, flush=True)) if rank == 0 else (lambda m: None)
-    fp = fingerprint(params, recipe, manifest)
+    key = resume_key(params, recipe, manifest)
     last_path, best_path = models_dir / "last.pt", models_dir / "best.pt"
-    if resume(state, last_path, fp, device):
+    if resume(state, last_path, key, device):
         say(f"resuming from {last_path} after epoch {state.epoch}")
     net = DistributedDataParallel(state.model) if world > 1 else state.model
 
@@ -259,7 +259,7 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
                 continue
             if state.epoch % recipe.val_every and state.epoch < recipe.epochs:  # no validation this epoch
                 tracking.mlflow.log_metrics({"train_loss": loss, "lr": lr}, step=state.epoch)  # the row's keys
-                atomic_save(state.checkpoint(fp, complete=False), last_path)
+                atomic_save(state.checkpoint(key, complete=False), last_path)
                 if world > 1:
                     dist.barrier()
                 continue
@@ -279,7 +279,7 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
                     val=val,
                 )
                 atomic_save(model_payload(kept, params.model.arch, **meta), best_path)
-            atomic_save(state.checkpoint(fp, complete=state.epoch == recipe.epochs), last_path)
+            atomic_save(state.checkpoint(key, complete=state.epoch == recipe.epochs), last_path)
             tracking.mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=state.epoch)
             say(
                 f"epoch {state.epoch}/{recipe.epochs} loss {loss:.4f} val {val_loss:.4f} "
