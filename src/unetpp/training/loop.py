@@ -214,23 +214,7 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
     torch.use_deterministic_algorithms(True, warn_only=True)
 
     geometry = recipe.geometry
-    patch = geometry.size if geometry.mode == "patch" else None
-    transform = training_transform(tp.seed, recipe.flip_axes, recipe.translate_px, augment=tp.augment, patch=patch)
-    train_loader = make_loader(
-        PreparedDataset(prepared, "train", recipe.intensity, augment=transform, geometry=geometry),
-        params.data,
-        batch_size=recipe.batch_size,
-        shuffle=True,
-        seed=tp.seed,
-        rank=rank,
-        world=world,
-    )
-    val_loader = make_loader(  # patch plans validate whole images of any size: one at a time
-        PreparedDataset(prepared, "val", recipe.intensity, geometry=geometry),
-        params.data,
-        batch_size=recipe.batch_size if patch is None else 1,
-        shuffle=False,
-    )
+    train_loader, val_loader = loaders(params, recipe, prepared, rank, world)
     memory_format = torch.channels_last if tp.channels_last else torch.contiguous_format
     state = build_state(params, recipe, device, memory_format)
     scaler = torch.amp.GradScaler(device.type, enabled=tp.precision == "fp16")
@@ -269,16 +253,7 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
             state.history.append(row)
             if val["dice"]["mean"] > state.best:
                 state.best = val["dice"]["mean"]
-                meta = dict(
-                    class_names=names,
-                    image_size=params.data.image_size,
-                    geometry=geometry.as_dict(),
-                    intensity=recipe.intensity.as_dict(),  # what a request must be and how it is read
-                    flip_axes=list(recipe.flip_axes),  # what test-time mirroring may use: trained invariant to
-                    epoch=state.epoch,
-                    val=val,
-                )
-                atomic_save(model_payload(kept, params.model.arch, **meta), best_path)
+                atomic_save(best_payload(kept, params, recipe, state.epoch, val), best_path)
             atomic_save(state.checkpoint(key, complete=state.epoch == recipe.epochs), last_path)
             tracking.mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=state.epoch)
             say(
@@ -304,6 +279,36 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
         if world > 1:
             dist.destroy_process_group()
     return summary
+
+
+def loaders(params: Params, recipe: Recipe, prepared: Path, rank: int, world: int) -> tuple[DataLoader, DataLoader]:
+    """The train split (augmented; patches for patch plans; sharded under DDP) and the val split (whole
+    images on the plan's grid: one at a time for patch plans, whose images may differ in size)."""
+    tp, geometry = params.train, recipe.geometry
+    patch = geometry.size if geometry.mode == "patch" else None
+    transform = training_transform(tp.seed, recipe.flip_axes, recipe.translate_px, augment=tp.augment, patch=patch)
+    train = PreparedDataset(prepared, "train", recipe.intensity, geometry, augment=transform)
+    val = PreparedDataset(prepared, "val", recipe.intensity, geometry)
+    return (
+        make_loader(
+            train, params.data, batch_size=recipe.batch_size, shuffle=True, seed=tp.seed, rank=rank, world=world
+        ),
+        make_loader(val, params.data, batch_size=recipe.batch_size if patch is None else 1, shuffle=False),
+    )
+
+
+def best_payload(kept: NodeNet, params: Params, recipe: Recipe, epoch: int, val: dict[str, Any]) -> dict[str, Any]:
+    """best.pt: the kept model and what every later stage reads of it (`unetpp.runtime.served.ServedConfig`)."""
+    meta = dict(
+        class_names=params.model.class_names,
+        image_size=params.data.image_size,
+        geometry=recipe.geometry.as_dict(),
+        intensity=recipe.intensity.as_dict(),  # what a request must be and how it is read
+        flip_axes=list(recipe.flip_axes),  # what test-time mirroring may use: trained invariant to
+        epoch=epoch,
+        val=val,
+    )
+    return model_payload(kept, params.model.arch, **meta)
 
 
 def guard(
