@@ -67,13 +67,15 @@ def log_selection(
         "geometry": (geometry or Geometry("whole", params.data.image_size)).as_dict(),
         "intensity": intensity.as_dict(),
     }
-    fitted = select.export(pruned, "unetpp_pruned", meta, list(tta_flips), prepared, served_checkpoint(models))
+    weights = served_checkpoint(models)
+    fitted = select.export(pruned, "unetpp_pruned", meta, list(tta_flips), prepared, weights)
     experiment = tracking.configure(params.tracking, models)
     with mlflow.start_run(experiment_id=experiment) as run:
         mlflow.set_tags({"data_manifest_sha256": manifest_sha, "git_revision": "test"})
     tracking.write_run_file(run.info.run_id, experiment, models / "run.json")
     metrics = {"latency_ms": latency, "dice_mean": 0.5, "dice_disc": 0.5, "dice_cup": 0.5, "dice_mean_ci95": [0.4, 0.6]}
     selected = {"level": level, "mode": mode, "tta_flips": list(tta_flips), "arch": "unetpp_pruned"}
-    selected |= {"reason": "a test's selection", "metrics": metrics} | ({"guard": fitted} if fitted else {})
-    select.log_selection(pruned, selected, params, models, root=models)
+    selected |= {"reason": "a test's selection", "metrics": metrics, "weights": str(weights)}
+    selected |= {"guard": fitted} if fitted else {}
+    select.log_selection(pruned, selected, params, models, params.data.image_size, root=models)
     return models

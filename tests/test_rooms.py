@@ -1,5 +1,6 @@
-"""The rooms keep their walls: what a served archive ships (`unetpp.serving.server.SHIPPED`: the
-`nn` and `runtime` rooms and `errors`) imports nothing of the pipeline, and the handler needs nothing else."""
+"""The rooms keep their walls: what a served archive ships (`unetpp.serving.server.SHIPPED`: the `nn` and
+`runtime` rooms, `errors` and `files`) imports nothing of the pipeline, and the handler needs nothing else;
+each room imports only rooms on the floors below it; no module but the CLI imports a stage."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,9 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_json(path: Path, data: Any, indent: int = 2) -> None:
-    """JSON with a final newline (`default=str` for dates and paths)."""
-    write_text(path, json.dumps(data, indent=indent, default=str) + "\n")
+def write_json(path: Path, data: Any, indent: int = 2, default: Callable[[Any], Any] | None = None) -> None:
+    """JSON with a final newline; a value JSON cannot hold raises, unless `default` converts it."""
+    write_text(path, json.dumps(data, indent=indent, default=default) + "\n")
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -14,11 +14,33 @@ MODELS = Path("models")
 METRICS = Path("metrics")
 PLOTS = Path("plots")
 REPORTS = Path("reports")
-RUN_FILE = MODELS / "run.json"  # the pipeline's MLflow run, opened by `train`
-SELECTED = MODELS / "selected.json"
+
+
+# Under a models folder (models/, models/unet/ for the baseline):
+def best_checkpoint(models: Path) -> Path:
+    """The kept epoch's model (`train`), which evaluate and select read."""
+    return models / "best.pt"
+
+
+def last_checkpoint(models: Path) -> Path:
+    """Training's resume scratch: not a DVC output, git-ignored."""
+    return models / "last.pt"
+
+
+def run_file(models: Path) -> Path:
+    """The pipeline's MLflow run id, written by `train`, reopened by every later stage."""
+    return models / "run.json"
+
+
+def selected_file(models: Path) -> Path:
+    """What `select` chose and why, with the logged model's URI (what the registry registers)."""
+    return models / "selected.json"
 
 
 def served_checkpoint(models: Path) -> Path:
-    """What `select` exports and `test` scores, under a models folder (models/, models/unet/ for the
-    baseline)."""
+    """What `select` exports and `test` scores: the served model's checkpoint."""
     return models / "pruned" / "model.pt"
+
+
+RUN_FILE = run_file(MODELS)
+SELECTED = selected_file(MODELS)

@@ -84,7 +84,7 @@ def pipeline_run(tracking: TrackingParams, models_dir: Path, root: Path | None =
     """The pipeline's MLflow run (its id in `models_dir`/run.json, written by `train`), reopened on the store
     of the project at `root`: how every stage after train logs to it."""
     configure(tracking, root)
-    with mlflow.start_run(run_id=read_run_id(models_dir / "run.json")) as run:
+    with mlflow.start_run(run_id=read_run_id(L.run_file(models_dir))) as run:
         yield run
 
 

@@ -17,7 +17,7 @@ from pipelines.monitor import monitor, new_labels
 from tests.project import run, tiny_project
 from tests.serving.conftest import make_project, serve_champion
 from unetpp.data.synthetic import generate_fundus
-from unetpp.evaluation.foreign import foreign
+from unetpp.scoring.foreign import foreign
 from unetpp.serving.server import Server
 
 pytestmark = pytest.mark.slow

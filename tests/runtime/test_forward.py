@@ -1,4 +1,4 @@
-"""`inspect`: the served answer and what the guard reads come from the same passes, on either grid."""
+"""`forward_images`: the served answer and what the guard reads come from the same passes, on either grid."""
 
 from __future__ import annotations
 

@@ -15,12 +15,13 @@ from tests.params import TINY, project_params, tiny_params
 from tests.project import run, tiny_project
 from unetpp.data.dataset import PreparedDataset
 from unetpp.data.ingest import ingest
-from unetpp.data.prepared import write_sample
+from unetpp.data.prepared import source_arrays, write_sample
 from unetpp.errors import DidNotLearn
 from unetpp.planning.recipe import Recipe
 from unetpp.runtime.geometry import Geometry
 from unetpp.runtime.intensity import RGB
-from unetpp.training.learning_guard import check_learning, stored_masks, trivial_dice
+from unetpp.runtime.preprocess import resize_masks
+from unetpp.training.learning_guard import check_learning, stacked_masks, trivial_dice
 
 WHOLE = Geometry("whole", 48)  # tiny_params' data.image_size
 
@@ -34,11 +35,10 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_trivial_dice_of_empty_full_and_prior_masks(prepared: Path) -> None:
     train, val = PreparedDataset(prepared, "train", RGB, WHOLE), PreparedDataset(prepared, "val", RGB, WHOLE)
-    trivial = trivial_dice(stored_masks(train), stored_masks(val), ["disc", "cup"])
+    trivial = trivial_dice(stacked_masks(train), stacked_masks(val), ["disc", "cup"])
     for c, index in (("disc", 0), ("cup", 1)):
-        expected = np.mean(
-            [2 * m.sum() / (m.sum() + m.size) for m in (val.arrays(i)[1][index] for i in range(len(val)))]
-        )
+        masks = [resize_masks(source_arrays(prepared, i)[1], 48)[index] for i in val.ids]  # as ingest measured
+        expected = np.mean([2 * m.sum() / (m.sum() + m.size) for m in masks])
         assert trivial[c]["empty"] == 0.0  # the gate lets no empty mask through
         assert trivial[c]["all_foreground"] == pytest.approx(expected)
         assert 0.0 <= trivial[c]["training_prior"] < 0.9
@@ -55,7 +55,7 @@ def test_the_prior_predictor_scores_a_fixed_position_as_well_as_a_model_would(tm
     rows = [f"{s}{i},{s}," for s, n in (("train", 3), ("val", 2)) for i in range(n)]
     (tmp_path / "manifest.csv").write_text("id,split,error\n" + "\n".join(rows) + "\n")
     train, val = (
-        stored_masks(PreparedDataset(tmp_path, split, RGB, Geometry("whole", 16))) for split in ("train", "val")
+        stacked_masks(PreparedDataset(tmp_path, split, RGB, Geometry("whole", 16))) for split in ("train", "val")
     )
     trivial = trivial_dice(train, val, ["spot"])
     assert trivial["spot"]["training_prior"] == 1.0

@@ -22,11 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from unetpp.data.sources import READERS, RawSample
 from unetpp.errors import UserError
 from unetpp.files import replacing
-from unetpp.params import DataParams
-from unetpp.runtime.preprocess import resize_image
 
 MANIFEST = "manifest.csv"
 SAMPLES = "samples"
@@ -92,32 +89,3 @@ def sha256(arr: np.ndarray) -> str:
     h = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
     h.update(np.ascontiguousarray(arr).tobytes())
     return h.hexdigest()
-
-
-def heldout_samples(data: DataParams, prepared: Path) -> list[RawSample]:
-    """The test split's samples from the source, as ingest saw them (the manifest's readable test rows)."""
-    expected = set(split_ids(prepared, "test"))
-    samples = [s for s in READERS[data.source](data) if s.id in expected]
-    if {s.id for s in samples} != expected or not samples:
-        missing = sorted(expected - {s.id for s in samples})[:10]
-        raise UserError(
-            f"the source no longer holds the test split ingest saw (missing: {', '.join(missing) or 'all'}); "
-            "run `dvc repro` from ingest"
-        )
-    return samples
-
-
-def heldout_cases(data: DataParams, prepared: Path) -> tuple[list[RawSample], Iterator[Case]]:
-    """The test split's samples, and their cases read from the source files, each refused when its pixels
-    differ from what ingest measured (the manifest's image_sha256)."""
-    samples = heldout_samples(data, prepared)
-    hashes = load_manifest(prepared).set_index("id")["image_sha256"].to_dict()
-
-    def cases() -> Iterator[Case]:
-        for sample in samples:
-            loaded = sample.load()
-            if sha256(resize_image(loaded.image, data.image_size)) != hashes[sample.id]:
-                raise UserError(f"{sample.source_image}: changed since ingest; run `dvc repro` from ingest")
-            yield Case(sample.id, loaded.image, loaded.masks)
-
-    return samples, cases()

@@ -190,4 +190,4 @@ def _build_docs(ctx: Any, definitions: list[tuple[Any, pd.DataFrame]], root: Pat
 
 def write_report(report: GateReport, path: Path) -> None:
     """reports/validation.json: success, the failures by file, and GX's full results."""
-    write_json(path, dict(success=report.success, failures=report.failures, results=report.results))
+    write_json(path, dict(success=report.success, failures=report.failures, results=report.results), default=str)

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from unetpp import layout as L
 from unetpp.data.prepared import Case, prepared_cases
 from unetpp.files import write_csv, write_json
 from unetpp.nn.checkpoint import load_checkpoint
@@ -87,7 +88,7 @@ def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path
     from unetpp.scoring.plots import overlays, pareto
 
     device = resolve_device(params.evaluate.device, "evaluate.device")
-    model, meta = load_checkpoint(models_dir / "best.pt", map_location=device)
+    model, meta = load_checkpoint(L.best_checkpoint(models_dir), map_location=device)
     cases = list(prepared_cases(prepared, "val"))
     probe = torch.randn(1, model.config["in_channels"], *median_shape(cases, Geometry.of(meta)), device=device)
     mirrored = tuple(meta.get("flip_axes") or ())  # test-time mirroring along the axes training flipped

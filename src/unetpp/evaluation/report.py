@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from unetpp import layout as L
+from unetpp.files import write_text
 from unetpp.scoring.metrics import paired_difference
-from unetpp.scoring.plots import plt
+from unetpp.scoring.plots import plt, save
 
 ARCHS = {"unetpp": "UNet++", "unet": "U-Net"}
 
@@ -118,8 +120,7 @@ def pareto_both(evals: dict[str, dict[str, Any]], path: Path) -> Path:
     ax.set(xlabel=f"latency per image ({device}), ms", ylabel="mean Dice (validation)", title="accuracy against speed")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
     return path
 
 
@@ -136,8 +137,7 @@ def curves_both(curves: dict[str, list[dict[str, str]]], path: Path) -> Path:
     ax_loss.legend()
     ax_dice.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
     return path
 
 
@@ -195,8 +195,7 @@ def risk_coverage_both(
     ax.set(xlabel="coverage (most confident cases kept)", ylabel="risk: 1 - mean Dice", title="test split")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
     return path
 
 
@@ -209,7 +208,7 @@ def report(runs: dict[str, tuple[Path, Path, Path]], names: list[str], out: Path
         tests[arch] = json.loads((metrics / "test.json").read_text())
         with (metrics / "train_curve.csv").open() as fh:
             curves[arch] = list(csv.DictReader(fh))
-        selected[arch] = json.loads((models / "selected.json").read_text())["metrics"]["key"]
+        selected[arch] = json.loads((L.selected_file(models)).read_text())["metrics"]["key"]
     folder = out.parent
     folder.mkdir(parents=True, exist_ok=True)
     pareto_both(evals, folder / "report_pareto.png")
@@ -252,7 +251,7 @@ def report(runs: dict[str, tuple[Path, Path, Path]], names: list[str], out: Path
         "## Out-of-distribution flag (share of answers flagged)",
         "",
         "Mahalanobis distance of the bottleneck features to the train split's, flagged over the val split's "
-        "conformal 95% bound. The foreign set is made from the first test images (`unetpp.evaluation.foreign`).",
+        "conformal 95% bound. The foreign set is made from the first test images (`unetpp.scoring.foreign`).",
         "",
         *ood_table(tests),
         "",
@@ -272,5 +271,5 @@ def report(runs: dict[str, tuple[Path, Path, Path]], names: list[str], out: Path
         ),
         "",
     ]
-    out.write_text("\n".join(lines))
+    write_text(out, "\n".join(lines))
     return out

@@ -71,11 +71,12 @@ def select(params: Params, prepared: Path, metrics_dir: Path, models_dir: Path) 
     to MLflow."""
     rows = list(json.loads((metrics_dir / "eval.json").read_text()).values())
     chosen, reason = choose(rows, params.select)
-    model, meta = load_checkpoint(models_dir / "best.pt")
+    model, meta = load_checkpoint(L.best_checkpoint(models_dir))
     pruned = model.prune(chosen["level"], chosen["mode"], probes=True)
     arch = "unetpp_pruned" if meta["arch"] == "unetpp" else "unet_inference"
     tta = list(chosen.get("tta_flips") or [])
-    fitted = export(pruned, arch, meta, tta, prepared, L.served_checkpoint(models_dir))
+    weights = L.served_checkpoint(models_dir)
+    fitted = export(pruned, arch, meta, tta, prepared, weights)
     selected = dict(
         level=chosen["level"],
         mode=chosen["mode"],
@@ -84,9 +85,10 @@ def select(params: Params, prepared: Path, metrics_dir: Path, models_dir: Path) 
         reason=reason,
         metrics=chosen,
         policy=params.select.model_dump(),
+        weights=str(weights),
         guard=fitted,
     )
-    return log_selection(pruned, selected, params, models_dir)
+    return log_selection(pruned, selected, params, models_dir, meta["image_size"])
 
 
 def export(pruned: NodeNet, arch: str, meta: dict[str, Any], tta: list[int], prepared: Path | None, out: Path) -> dict:
@@ -106,16 +108,15 @@ def export(pruned: NodeNet, arch: str, meta: dict[str, Any], tta: list[int], pre
 
 
 def log_selection(
-    pruned: NodeNet, selected: dict[str, Any], params: Params, models_dir: Path, root: Path | None = None
+    pruned: NodeNet, selected: dict[str, Any], params: Params, models_dir: Path, side: int, root: Path | None = None
 ) -> dict[str, Any]:
-    """Log the exported variant (`export`'s models/pruned/model.pt beside the pickled module) to the pipeline's
-    MLflow run (models/run.json; the store of the project at `root`, by default the working directory), tag
-    the choice and write models/selected.json with the model's URI."""
+    """Log the exported variant (`export`'s checkpoint, `selected["weights"]`, beside the pickled module, with a
+    `side`-px input example) to the pipeline's MLflow run (models/run.json; the store of the project at `root`,
+    by default the working directory), tag the choice and write models/selected.json with the model's URI."""
     from unetpp import tracking
 
-    weights = L.served_checkpoint(models_dir)
-    size = torch.load(weights, weights_only=True)["image_size"]
-    selected = selected | {"weights": str(weights)}
+    weights, size = Path(selected["weights"]), side
+    selected = dict(selected)
     with tracking.pipeline_run(params.tracking, models_dir, root):
         example = (
             np.random.default_rng(0).standard_normal((2, pruned.config["in_channels"], size, size)).astype(np.float32)
@@ -147,7 +148,7 @@ def log_selection(
             {"selected.dice_mean": metrics["dice_mean"], "selected.latency_ms": metrics["latency_ms"]}
         )
         selected["model_uri"] = info.model_uri
-    write_json(models_dir / "selected.json", selected)
+    write_json(L.selected_file(models_dir), selected)
     return selected
 
 

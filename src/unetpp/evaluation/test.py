@@ -20,14 +20,15 @@ import numpy as np
 from PIL import Image
 
 from unetpp import layout as L
-from unetpp.data.prepared import Case, heldout_cases
+from unetpp.data.heldout import heldout_cases
+from unetpp.data.prepared import Case
 from unetpp.data.sources import RawSample
 from unetpp.errors import UserError
-from unetpp.evaluation.foreign import KINDS, foreign
-from unetpp.files import write_csv, write_json
+from unetpp.files import replacing, write_csv, write_json
 from unetpp.params import Params
 from unetpp.runtime.served import ServedModel, load_served
 from unetpp.scoring.cases import per_case_dice, score_cases, summarize
+from unetpp.scoring.foreign import KINDS, foreign
 from unetpp.scoring.plots import overlay_grid
 from unetpp.scoring.risk import risk_figures
 
@@ -93,13 +94,14 @@ def score_test_split(
 
     def keep(case: Case, pred: np.ndarray) -> None:
         for c, m in zip(names, pred, strict=True):
-            Image.fromarray(m.astype(np.uint8) * 255).save(masks_dir / f"{case.id}_{c}.png")
+            with replacing(masks_dir / f"{case.id}_{c}.png") as tmp:
+                Image.fromarray(m.astype(np.uint8) * 255).save(tmp, format="PNG")
 
     samples, cases = heldout_cases(params.data, prepared)
     rows = score_cases(model, cases, keep=keep)
     for row, sample in zip(rows, samples, strict=True):
         row["source_image"] = sample.source_image
-    selected = json.loads((models_dir / "selected.json").read_text())
+    selected = json.loads((L.selected_file(models_dir)).read_text())
     config = model.config
     flips = config.flips
     summary = {

@@ -26,8 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from unetpp import layout as L
 from unetpp import tracking
-from unetpp.data.prepared import heldout_cases, prepared_cases
+from unetpp.data.heldout import heldout_cases
+from unetpp.data.prepared import MANIFEST, prepared_cases
 from unetpp.errors import UserError
 from unetpp.params import Params, PromoteParams
 from unetpp.registry.lock import promotion_lock
@@ -156,8 +158,8 @@ class Registry:
         """
         import mlflow
 
-        selected = json.loads((models_dir / "selected.json").read_text())
-        run_id = tracking.read_run_id(models_dir / "run.json")
+        selected = json.loads((L.selected_file(models_dir)).read_text())
+        run_id = tracking.read_run_id(L.run_file(models_dir))
         uri = selected.get("model_uri")
         if not uri:
             raise RegistryError(f"{models_dir / 'selected.json'} has no model_uri; run `unetpp select` first")
@@ -198,7 +200,7 @@ class Registry:
             if candidate is None:
                 raise RegistryError(f"registered model {self.name!r} has no {CHALLENGER!r}; register a model first")
             champion = self.by_alias(CHAMPION)
-            data_sha = file_sha256(prepared / "manifest.csv")
+            data_sha = file_sha256(prepared / MANIFEST)
             version, held = str(candidate.version), None if champion is None else str(champion.version)
             if held == version:
                 reason = f"version {version} is already the champion"

@@ -1,3 +1,4 @@
-"""What a served model needs and nothing else: image decoding, the one preprocessing, inference,
-post-processing and read-out, request payloads. Imports only `unetpp.nn` and `unetpp.errors`;
-shipped whole inside every TorchServe archive."""
+"""What a served model needs and nothing else: image decoding, the one preprocessing and intensity reading,
+the grid and the forward pass, the served model and its config (`served`), the guard, read-out, request
+payloads and the request log. Imports only `unetpp.nn`, `unetpp.errors` and `unetpp.files`; shipped whole
+inside every TorchServe archive."""

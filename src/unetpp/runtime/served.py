@@ -2,10 +2,11 @@
 gets it and the typed config it says of itself, parsed once. The TorchServe handler, the registry gate and the
 `test` stage all load through here, so what is gated and reported is what a request gets back.
 
-A served model answers through `inspect` (images to their passes on the network's grid) and `answers` (the
-masks at each image's size, the read-out and the guard's verdict). Those two calls are the whole surface the
-handler and the scoring use: a chain of stages (a coarse whole-image stage that finds the region, a fine
-stage on it, pasted back at the source size) is served behind the same calls.
+A served model answers through `inspect` (images to their passes on the network's grid) and `answer` /
+`answers` (the probabilities and masks at each image's size, the read-out and the guard's verdict): what the
+handler answers with and what `unetpp.scoring.cases` scores, so a chain of stages (a coarse whole-image stage
+that finds the region, a fine stage on it, pasted back at the source size) would be served and scored behind
+the same calls. (`evaluate` also times `module` itself: the variant's cost.)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from unetpp.runtime.geometry import Geometry
 from unetpp.runtime.guard import Guard
 from unetpp.runtime.inference import inference_context, optimize_for_inference
 from unetpp.runtime.intensity import Intensity
-from unetpp.runtime.readout import readout, served_masks
+from unetpp.runtime.readout import probabilities_at, readout, served_masks
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,10 @@ class ServedConfig:
 
 @dataclass(frozen=True)
 class Answer:
-    """One image's served answer: (classes, H, W) bool masks at its size, the JSON body (read-out and, with a
-    guard, its verdict) and the pass it came from."""
+    """One image's served answer: (classes, H, W) probabilities and bool masks at its size, the JSON body
+    (read-out and, with a guard, its verdict) and the pass it came from."""
 
+    probs: torch.Tensor
     masks: np.ndarray
     body: dict[str, Any]
     seen: Inspection
@@ -100,9 +102,10 @@ class ServedModel:
     def answer(self, image: np.ndarray, seen: Inspection) -> Answer:
         """What a request for decoded `image` gets back from its pass `seen`: masks, read-out, verdict."""
         names = self.names
-        masks = served_masks(seen.probs, *image.shape[:2], names)
+        probs = probabilities_at(seen.probs, *image.shape[:2])
+        masks = served_masks(probs, *image.shape[:2], names)  # at the image's size already: thresholded as is
         verdict = self.guard.verdict(seen, names) if self.guard is not None else {}
-        return Answer(masks, readout(masks, names) | verdict, seen)
+        return Answer(probs, masks, readout(masks, names) | verdict, seen)
 
     def answers(self, images: list[np.ndarray]) -> Iterator[Answer]:
         """`answer` for each decoded image, their passes batched as `inspect` batches them."""

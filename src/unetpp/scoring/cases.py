@@ -29,7 +29,7 @@ from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
 from unetpp.data.prepared import Case
 from unetpp.runtime.forward import Inspection
 from unetpp.runtime.guard import confidences
-from unetpp.runtime.readout import probabilities_at, served_masks, vertical_cdr
+from unetpp.runtime.readout import vertical_cdr
 from unetpp.runtime.served import ServedModel
 from unetpp.scoring.metrics import EPS, mean_with_interval
 
@@ -76,31 +76,28 @@ Keep = Callable[[Case, np.ndarray], None]
 
 
 def score_cases(model: ServedModel, cases: Iterable[Case], batch: int = 1, keep: Keep | None = None) -> list[dict]:
-    """Per case: its id, size, `case_scores` + `bce` of the served masks and its `guard_row`; `keep(case,
-    masks)` sees each prediction (the test stage saves them). Whole-image models segment `batch` images per
-    forward."""
+    """Per case: its id, size, `case_scores` + `bce` of the served answer and its `guard_row`; `keep(case,
+    masks)` sees each prediction (the test stage saves them). `batch` cases go to the model at a time (a
+    whole-image model segments them in one forward)."""
     rows: list[dict] = []
     pending: list[Case] = []
 
     def flush() -> None:
-        for case, seen in zip(pending, model.inspect([c.image for c in pending]), strict=True):
+        for case, answer in zip(pending, model.answers([c.image for c in pending]), strict=True):
             height, width = case.image.shape[:2]
-            full = probabilities_at(seen.probs, height, width).cpu()
-            pred = served_masks(full, height, width, model.names)
             if keep is not None:
-                keep(case, pred)
+                keep(case, answer.masks)
             rows.append(
                 {"id": case.id, "height": height, "width": width}
-                | case_scores(pred, case.masks, model.names)
-                | bce(full, case.masks, model.names)
-                | guard_row(model, seen)
+                | case_scores(answer.masks, case.masks, model.names)
+                | bce(answer.probs.cpu(), case.masks, model.names)
+                | guard_row(model, answer.seen)
             )
         pending.clear()
 
-    size = batch if model.config.geometry.mode == "whole" else 1
     for case in cases:
         pending.append(case)
-        if len(pending) == size:
+        if len(pending) == batch:
             flush()
     if pending:
         flush()

@@ -10,6 +10,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from unetpp.files import replacing
+
+
+def save(fig: Any, path: Path) -> None:
+    """A figure as PNG, written aside then renamed (`unetpp.files.replacing`), and closed."""
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
 
 def training_curve(history: list[dict[str, Any]], names: list[str], path: Path) -> Path:
     """Loss (train, val) and validation Dice per class against epochs."""
@@ -24,8 +33,7 @@ def training_curve(history: list[dict[str, Any]], names: list[str], path: Path) 
     ax_dice.set(xlabel="epoch", ylabel="Dice", title="validation Dice", ylim=(0, 1))
     ax_dice.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
     return path
 
 
@@ -59,8 +67,7 @@ def pareto(rows: list[dict[str, Any]], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
     return path
 
 
@@ -86,8 +93,7 @@ def overlay_grid(cases: list[Case], names: list[str], path: Path, split: str) ->
         ax.axis("off")
     fig.suptitle(f"{split}: prediction filled ({describe_colours(names)}), ground truth as white contours")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
     return path
 
 

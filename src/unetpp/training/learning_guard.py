@@ -29,14 +29,15 @@ from unetpp.planning.recipe import Recipe
 from unetpp.runtime.preprocess import resize_masks
 
 
-def stored_masks(dataset: PreparedDataset) -> np.ndarray:
-    """(images, classes, H, W) bool: the split's masks on the dataset's whole-image grid (one side for all)."""
-    return np.stack([dataset.arrays(i)[1].astype(bool) for i in range(len(dataset))])
-
-
 def grid_masks(dataset: PreparedDataset) -> list[np.ndarray]:
-    """(classes, h, w) bool per image: the split's masks on the grid its Dice was measured on."""
+    """(classes, h, w) bool per image: the split's masks on the dataset's grid."""
     return [dataset.arrays(i)[1].astype(bool) for i in range(len(dataset))]
+
+
+def stacked_masks(dataset: PreparedDataset) -> np.ndarray:
+    """(images, classes, H, W) bool: `grid_masks` of a dataset whose grid has one side for every image (the
+    whole image at data.image_size), as the prior's per-pixel share needs."""
+    return np.stack(grid_masks(dataset))
 
 
 def _mean_dice(pred: np.ndarray, masks: Sequence[np.ndarray]) -> float:
@@ -55,8 +56,8 @@ PRIOR_LEVELS = np.linspace(0.05, 0.95, 19)
 
 def trivial_dice(train: np.ndarray, val: Sequence[np.ndarray], names: list[str]) -> dict[str, dict[str, float]]:
     """Per class, the mean validation Dice of the empty, the all-foreground and the training-prior mask:
-    the prior from the training masks ingest stored (`stored_masks`, one grid), scored on the validation
-    masks of any grid (`grid_masks`: the prior is resampled to each)."""
+    the prior from the training masks at one side (`stacked_masks`), scored on the validation masks of any
+    grid (`grid_masks`: the prior is resampled to each)."""
     out = {}
     for k, c in enumerate(names):
         prior = train[:, k].mean(0)
@@ -111,7 +112,7 @@ def check_learning(
     """Raise `DidNotLearn` naming each class that did not learn at the kept epoch, its Dice, and likely causes."""
     names = params.model.class_names
     val_masks = grid_masks(val)
-    trivial, n_train = trivial_dice(stored_masks(train), val_masks, names), len(train)
+    trivial, n_train = trivial_dice(stacked_masks(train), val_masks, names), len(train)
     best = kept_epoch(history)
     failed = []
     for c in names:

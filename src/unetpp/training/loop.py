@@ -26,8 +26,10 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from unetpp import layout as L
 from unetpp.data.augment import training_transform
 from unetpp.data.dataset import PreparedDataset, make_loader, set_epoch
+from unetpp.data.prepared import MANIFEST
 from unetpp.errors import DidNotLearn
 from unetpp.files import write_csv, write_json
 from unetpp.nn.checkpoint import atomic_save, model_payload
@@ -221,10 +223,10 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
     loss_fn = DeepSupervisionLoss(tp.head_weights, tp.bce_weight, tp.dice_weight, dice_per_image=tp.dice_per_image)
     step = StepSetup(loss_fn, scaler, tp.precision, device, memory_format)
 
-    manifest = prepared / "manifest.csv"
+    manifest = prepared / MANIFEST
     say: Callable[[str], None] = (lambda m: print(m, flush=True)) if rank == 0 else (lambda m: None)
     key = resume_key(params, recipe, manifest)
-    last_path, best_path = models_dir / "last.pt", models_dir / "best.pt"
+    last_path, best_path = L.last_checkpoint(models_dir), L.best_checkpoint(models_dir)
     if resume(state, last_path, key, device):
         say(f"resuming from {last_path} after epoch {state.epoch}")
     net = DistributedDataParallel(state.model) if world > 1 else state.model
@@ -353,8 +355,8 @@ def _write_outputs(
     write_json(metrics_dir / "train.json", summary)
     write_csv(metrics_dir / "train_curve.csv", history)
     curve = training_curve(history, names, metrics_dir / "train_curve.png")
-    tracking.write_run_file(run_id, tracking.mlflow.get_run(run_id).info.experiment_id, models_dir / "run.json")
+    tracking.write_run_file(run_id, tracking.mlflow.get_run(run_id).info.experiment_id, L.run_file(models_dir))
     tracking.mlflow.log_metrics({f"best_{k}": v for k, v in summary["best"].items()})
     tracking.mlflow.log_artifact(str(curve), "plots")
-    tracking.mlflow.log_artifact(str(models_dir / "best.pt"), "checkpoints")
+    tracking.mlflow.log_artifact(str(L.best_checkpoint(models_dir)), "checkpoints")
     return summary
