@@ -7,6 +7,4 @@ if ! command -v java >/dev/null && command -v apt-get >/dev/null; then
   $sudo apt-get update -qq && $sudo apt-get install -y -qq openjdk-17-jre-headless >/dev/null
 fi
 ruff check .
-# -rs: every skip and its reason in the summary; two workers, a file (or a server's users) on one worker
-# (tests/conftest.py), each worker and the commands it runs on one thread: the two cores, not four
-pytest -q -rs -n 2 --dist loadgroup "$@"
+pytest -q -rs "$@"  # -rs: every skip and its reason in the summary

@@ -19,30 +19,11 @@ from unetpp.nn.networks import NodeNet
 from unetpp.params import Params
 from unetpp.stack.servers import Stack
 
-# Session fixtures that start servers: under pytest-xdist every test using one runs on the same worker.
-SHARED_SESSIONS = ("team_stack", "serving_project")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """For `pytest -n 2 --dist loadgroup` (scripts/test.sh): a file's tests stay on one worker (its module
-    fixtures, a tiny pipeline among them, are built once), and so do all users of a server-starting session
-    fixture."""
-    for item in items:
-        shared = next((f for f in SHARED_SESSIONS if f in getattr(item, "fixturenames", ())), None)
-        item.add_marker(pytest.mark.xdist_group(shared or item.nodeid.split("::")[0]))
-
-
-# Under pytest-xdist each worker, and every command it starts, computes on one thread: two workers fill the two
-# cores without four threads fighting over them.
-THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
-if THREADS == 1:
-    os.environ["OMP_NUM_THREADS"] = "1"
-
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(2)
 
 
 def randomize_batchnorm(model: NodeNet) -> NodeNet:

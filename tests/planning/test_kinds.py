@@ -17,9 +17,23 @@ import yaml
 from tests.kinds import cells12, offset16, specks, two_channel
 from tests.params import project_params
 from tests.project import BUSY, run, tiny_project
+from unetpp.data.prepared import split_ids
 from unetpp.nn.checkpoint import load_checkpoint
 from unetpp.runtime.images import read_array
 from unetpp.runtime.intensity import Intensity
+
+# Logs each file under the watched folder that a `unetpp` process opens, with its subcommand.
+AUDIT = """
+import os, sys
+_watch, _log = os.environ["UNETPP_AUDIT_WATCH"], os.environ["UNETPP_AUDIT_LOG"]
+def _hook(event, args):
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        path = os.fsdecode(args[0])
+        if path.startswith(_watch) and os.path.basename(sys.argv[0]) == "unetpp":
+            with open(_log, "a") as fh:
+                fh.write(sys.argv[1] + " " + path + "\\n")
+sys.addaudithook(_hook)
+"""
 
 
 def _trained(
@@ -29,6 +43,7 @@ def _trained(
     budget: float,
     stage: str = "train",
     widths: list[int] | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[dict, dict]:
     """`dvc repro <stage>` on a generated folder set with only source, path and class names changed (and a
     short budget; `widths`: a narrower network than the shipped one, a quarter of the cost at half);
@@ -48,7 +63,7 @@ def _trained(
     assert raw["model"]["in_channels"] == "auto"
     assert all(raw["train"][k] == "auto" for k in ("epochs", "batch_size", "step_size", "ema_decay"))
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
-    done = run(["dvc", "repro", stage], project)
+    done = run(["dvc", "repro", stage], project, **(env or {}))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     plan = json.loads((project / "plans.json").read_text()) | {"project": project}
     return plan, json.loads((project / "metrics/train.json").read_text())["best"]
@@ -85,16 +100,34 @@ def test_raw_16bit_frames_learn_and_reach_the_network_as_their_8bit_copies(tmp_p
 
 @pytest.mark.slow
 @pytest.mark.timeout(BUSY)
-def test_a_target_in_the_second_channel_only_is_learned(tmp_path: Path) -> None:
+def test_a_target_in_the_second_channel_only_is_learned_and_only_ingest_and_test_open_test_files(
+    tmp_path: Path,
+) -> None:
     """Through `test`: the selected, pruned model carries the 2-channel reading and scores the held-out
-    split as served, at the source resolution."""
-    plan, best = _trained(tmp_path, "wells", lambda root: two_channel(root, count=10, side=128), 10.0, "test")
+    split as served, at the source resolution. Each `unetpp` process is watched by an audit hook: `ingest`
+    measures the test files for the gate, `test` scores them, no other stage opens one."""
+    hooks, log = tmp_path / "hooks", tmp_path / "opened.log"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(AUDIT)
+    source = tmp_path / "wells"
+    audit = {"PYTHONPATH": str(hooks), "UNETPP_AUDIT_WATCH": str(source), "UNETPP_AUDIT_LOG": str(log)}
+    plan, best = _trained(
+        tmp_path, "wells", lambda root: two_channel(root, count=10, side=128), 10.0, "test", env=audit
+    )
     assert plan["fingerprint"]["channels"] == [2] and len(plan["fingerprint"]["intensity"]) == 2
     assert plan["recipe"]["in_channels"]["value"] == 2 and best["dice_target"] > 0.8, best
     _, meta = load_checkpoint(plan["project"] / "models/pruned/model.pt")
     assert meta["intensity"] == plan["recipe"]["intensity"]["value"]
     held_out = json.loads((plan["project"] / "metrics/test.json").read_text())
     assert held_out["intensity"] == meta["intensity"] and held_out["dice_target"]["mean"] > 0.8, held_out
+
+    opened = [line.split(" ", 1) for line in log.read_text().splitlines()]
+    assert {stage for stage, _ in opened} == {"ingest", "test"}  # the hook saw the source being read
+    test_ids = set(split_ids(plan["project"] / "data/prepared", "test"))
+    expected = {f"{sub}/{i}.{ext}" for i in test_ids for sub, ext in (("images", "tif"), ("masks", "png"))}
+    test_files = {(stage, str(Path(p).relative_to(source))) for stage, p in opened if Path(p).stem in test_ids}
+    assert test_ids and {stage for stage, _ in test_files} == {"ingest", "test"}, sorted(test_files)
+    assert {f for stage, f in test_files if stage == "test"} == expected
 
 
 @pytest.mark.slow
@@ -113,12 +146,12 @@ def test_large_images_with_small_targets_train_on_patches(tmp_path: Path) -> Non
         }
     )
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
-    done = run(["dvc", "repro", "select"], project)
+    done = run(["dvc", "repro", "train"], project)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     plan = json.loads((project / "plans.json").read_text())
     geometry = plan["recipe"]["geometry"]
     assert geometry["value"]["mode"] == "patch" and geometry["tried"][0]["ceiling"]["target"] < 0.95, geometry
     best = json.loads((project / "metrics/train.json").read_text())["best"]
     assert best["dice_target"] > 0.6, (best, {k: v["value"] for k, v in plan["recipe"].items()})
-    _, meta = load_checkpoint(project / "models/pruned/model.pt")
+    _, meta = load_checkpoint(project / "models/best.pt")  # what evaluate, select and serving read it from
     assert meta["geometry"] == geometry["value"]

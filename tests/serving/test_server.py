@@ -98,7 +98,7 @@ def test_prediction_equals_the_in_process_model(served: Server) -> None:
     with zipfile.ZipFile(served.newest_archive()) as mar:
         code = {n for n in mar.namelist() if n.startswith("unetpp/")}
     assert {"unetpp/nn/networks.py", "unetpp/runtime/intensity.py", "unetpp/errors.py"} <= code
-    assert {n.split("/")[1] for n in code} == {"__init__.py", "errors.py", "nn", "runtime"}
+    assert {n.split("/")[1] for n in code} == {"__init__.py", "errors.py", "files.py", "nn", "runtime"}
 
 
 def test_foreign_inputs_are_flagged_out_of_distribution(served: Server) -> None:
