@@ -22,8 +22,6 @@ from unetpp.nn.checkpoint import load_checkpoint
 from unetpp.runtime.images import read_array
 from unetpp.runtime.intensity import Intensity
 
-# Half the shipped widths: a quarter of the cost per step, so a quarter of the budget buys the same steps.
-HALF = [8, 16, 32, 64, 128]
 # Logs each file under the watched folder that a `unetpp` process opens, with its subcommand.
 AUDIT = """
 import os, sys
@@ -74,8 +72,7 @@ def _trained(
 @pytest.mark.slow
 @pytest.mark.timeout(BUSY)
 def test_a_small_12bit_set_learns_with_the_plan(tmp_path: Path) -> None:
-    cells = lambda root: cells12(root, count=8, side=128)  # noqa: E731
-    plan, best = _trained(tmp_path, "cells", cells, 3.0, widths=HALF)  # ~210 steps
+    plan, best = _trained(tmp_path, "cells", lambda root: cells12(root, count=8, side=128), 12.0)  # ~180 steps
     assert plan["fingerprint"]["bit_depth"] == [12] and plan["recipe"]["flip_axes"]["value"] == [0, 1]
     assert best["dice_cell"] > 0.7, (best, {k: v["value"] for k, v in plan["recipe"].items()})
 
@@ -87,8 +84,8 @@ def test_raw_16bit_frames_learn_and_reach_the_network_as_their_8bit_copies(tmp_p
     depth to 8 bits these frames kept 2-3 grey levels of signal. Read in the source's units by the plan's
     rule, each frame reaches the network as its contrast-stretched 8-bit copy does, and the set learns.
     (Both trained to the end, test Dice within 0.01: `python bench/data_kinds.py --kinds offset16 offset16_png`.)"""
-    frames = {"count": 20, "side": 128}  # ~270 steps: learning starts after ~120
-    plan, best = _trained(tmp_path, "raw", lambda root: offset16(root, **frames), 6.0, widths=HALF)
+    frames, half = {"count": 20, "side": 128}, [8, 16, 32, 64, 128]  # ~270 steps: learning starts after ~120
+    plan, best = _trained(tmp_path, "raw", lambda root: offset16(root, **frames), 6.0, widths=half)
     fp = plan["fingerprint"]
     assert fp["dtype"] == ["uint16"] and 32_000 < fp["intensity"][0]["p50"] < 34_000  # the source's units
     reading = Intensity.of({"intensity": plan["recipe"]["intensity"]["value"]}, 1)
@@ -115,7 +112,7 @@ def test_a_target_in_the_second_channel_only_is_learned_and_only_ingest_and_test
     source = tmp_path / "wells"
     audit = {"PYTHONPATH": str(hooks), "UNETPP_AUDIT_WATCH": str(source), "UNETPP_AUDIT_LOG": str(log)}
     plan, best = _trained(
-        tmp_path, "wells", lambda root: two_channel(root, count=10, side=128), 2.5, "test", HALF, env=audit
+        tmp_path, "wells", lambda root: two_channel(root, count=10, side=128), 10.0, "test", env=audit
     )
     assert plan["fingerprint"]["channels"] == [2] and len(plan["fingerprint"]["intensity"]) == 2
     assert plan["recipe"]["in_channels"]["value"] == 2 and best["dice_target"] > 0.8, best
@@ -141,10 +138,10 @@ def test_large_images_with_small_targets_train_on_patches(tmp_path: Path) -> Non
     project = tiny_project(tmp_path / "repo")
     raw = project_params(
         {
-            "model": {"class_names": names, "widths": HALF},
+            "model": {"class_names": names},
             "data": {"source": "folder", "path": str(source)},
             "validate": {"min_train": 2},
-            "train": {"budget_tflop": 2.0},  # ~180 steps of 4 patches
+            "train": {"budget_tflop": 8.0},  # ~180 steps of 4 patches
             "evaluate": {"repeats": 2, "warmup": 1},
         }
     )
