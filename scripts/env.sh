@@ -18,3 +18,6 @@ fi
 export PATH="$PWD/.venv/bin:$PATH"
 export PREFECT_HOME=${PREFECT_HOME:-$PWD/.prefect}  # Prefect's database and settings stay in the project
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false  # quiet downloads in the flow log
+# Prefect's per-process server creates and migrates its database on the first run: over its 20 s default
+# on a 2-core machine, where the flow then failed before any stage
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=${PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS:-180}
