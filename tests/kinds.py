@@ -103,7 +103,7 @@ def offset16(root: Path, count: int = 20, side: int = 160, stretched: bool = Fal
     return ["nucleus"]
 
 
-def two_channel(root: Path, count: int = 14, side: int = 128) -> list[str]:
+def two_channel(root: Path, count: int = 14, side: int = 128, radius: tuple[float, float] = (5, 9)) -> list[str]:
     """2-channel 16-bit TIFFs stored channel-first (C, H, W), as microscopes write them: channel 1 holds
     blobs that are not the target, channel 2 the targets alone, both alike in size and brightness. A model
     that drops channel 2 sees no target; one that averages the channels cannot tell targets from the others.
@@ -112,8 +112,8 @@ def two_channel(root: Path, count: int = 14, side: int = 128) -> list[str]:
         (root / sub).mkdir(parents=True, exist_ok=True)
     for i in range(count):
         rng = np.random.default_rng(4000 + i)
-        target = _blobs(rng, side, int(rng.integers(6, 11)), (5, 9))
-        other = _blobs(rng, side, int(rng.integers(6, 11)), (5, 9)) & ~ndimage.binary_dilation(target, iterations=3)
+        target = _blobs(rng, side, int(rng.integers(6, 11)), radius)
+        other = _blobs(rng, side, int(rng.integers(6, 11)), radius) & ~ndimage.binary_dilation(target, iterations=3)
         planes = [
             500 + ndimage.gaussian_filter(m * 2_000.0, 1.0) + rng.normal(0, 60, (side, side)) for m in (other, target)
         ]
