@@ -74,7 +74,8 @@ def _trained(
 @pytest.mark.slow
 @pytest.mark.timeout(BUSY)
 def test_a_small_12bit_set_learns_with_the_plan(tmp_path: Path) -> None:
-    plan, best = _trained(tmp_path, "cells", lambda root: cells12(root, count=8, side=64, radius=(2.5, 4)), 3.0)  # ~180 steps
+    fields = {"count": 8, "side": 64, "radius": (2.5, 4)}  # 214 steps
+    plan, best = _trained(tmp_path, "cells", lambda root: cells12(root, **fields), 3.0)
     assert plan["fingerprint"]["bit_depth"] == [12] and plan["recipe"]["flip_axes"]["value"] == [0, 1]
     assert best["dice_cell"] > 0.7, (best, {k: v["value"] for k, v in plan["recipe"].items()})
 
