@@ -14,6 +14,7 @@ MODELS = Path("models")
 METRICS = Path("metrics")
 PLOTS = Path("plots")
 REPORTS = Path("reports")
+BASELINE = "unet"  # the U-Net baseline's folder under models/, metrics/, plots/ and reports/
 
 
 # Under a models folder (models/, models/unet/ for the baseline):
