@@ -47,9 +47,9 @@ def _trained(
     env: dict[str, str] | None = None,
 ) -> tuple[dict, dict]:
     """`dvc repro <stage>` on a generated folder set with only source, path and class names changed (and a
-    short budget; `side`: the images' side and the network's, 64 px, where a step costs a quarter of one at
+    short budget; `side`: the network's grid, `data.image_size`, 64 px, where a step costs a quarter of one at
     128 px and each kind reaches the Dice it did there within 0.05; `widths`: a narrower network than the
-    shipped one); plans.json and train.json's best epoch."""
+    shipped one); plans.json (with the project's folder) and train.json's best epoch."""
     source = tmp_path / name
     names = kind(source)
     project = tiny_project(tmp_path / f"{name}-repo")
@@ -136,25 +136,10 @@ def test_a_target_in_the_second_channel_only_is_learned_and_only_ingest_and_test
 @pytest.mark.slow
 @pytest.mark.timeout(BUSY)
 def test_large_images_with_small_targets_train_on_patches(tmp_path: Path) -> None:
-    source = tmp_path / "slides"
-    names = specks(source, count=8, side=256, radius=(3, 5))
-    project = tiny_project(tmp_path / "repo")
-    raw = project_params(
-        {
-            "model": {"class_names": names},
-            "data": {"source": "folder", "path": str(source), "image_size": 64},
-            "validate": {"min_train": 2},
-            "train": {"budget_tflop": 2.0},  # ~180 steps of 4 patches
-            "evaluate": {"repeats": 2, "warmup": 1},
-        }
-    )
-    (project / "params.yaml").write_text(yaml.safe_dump(raw))
-    done = run(["dvc", "repro", "train"], project)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    plan = json.loads((project / "plans.json").read_text())
+    slides = lambda root: specks(root, count=8, side=256, radius=(3, 5))  # noqa: E731
+    plan, best = _trained(tmp_path, "slides", slides, 2.0)  # ~180 steps of 4 patches of 64 px
     geometry = plan["recipe"]["geometry"]
     assert geometry["value"]["mode"] == "patch" and geometry["tried"][0]["ceiling"]["target"] < 0.95, geometry
-    best = json.loads((project / "metrics/train.json").read_text())["best"]
     assert best["dice_target"] > 0.6, (best, {k: v["value"] for k, v in plan["recipe"].items()})
-    _, meta = load_checkpoint(project / "models/best.pt")  # what evaluate, select and serving read it from
+    _, meta = load_checkpoint(plan["project"] / "models/best.pt")  # what evaluate, select and serving read it from
     assert meta["geometry"] == geometry["value"]
