@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # what every tiny pipeline in the tests changes: a small network, images and data set, two epochs
 TINY: dict[str, Any] = {
     "model": {"widths": [4, 8, 16, 32, 64]},
-    "data": {"image_size": 48, "synthetic": {"count": 10, "size": 96}},  # 6 train, 3 val, 1 test (`split_of`)
+    "data": {"image_size": 48, "synthetic": {"count": 10, "size": 96}},  # 6 train, 2 val, 2 test (`rank_splits`)
     "validate": {"min_train": 2},
     # too short to learn; the whole image (the resolution rule is tested on its own)
     "train": {"epochs": 2, "batch_size": 4, "lr": 0.003, "learning_guard": False, "scale": "whole"},

@@ -65,15 +65,18 @@ def test_dvc_repro_end_to_end(reproduced: tuple[Path, str]) -> None:
     ):
         assert (project / out).is_file(), out
     test = json.loads((project / "metrics/test.json").read_text())
-    assert test["split"] == "test" and test["cases"] == 1 and test["resolution"].startswith("source")
-    assert set(test["dice_disc"]) == {"mean", "ci95", "n"} and test["dice_disc"]["n"] == 1
+    assert test["split"] == "test" and test["cases"] == 2 and test["resolution"].startswith("source")
+    assert set(test["dice_disc"]) == {"mean", "ci95", "n"} and test["dice_disc"]["n"] == 2
     assert test["dice_disc"]["ci95"][0] <= test["dice_disc"]["mean"] <= test["dice_disc"]["ci95"][1]
-    assert "cdr_abs_error" in test and len(list((project / "reports/test_masks").glob("*.png"))) == 1 * 2
+    assert "cdr_abs_error" in test and len(list((project / "reports/test_masks").glob("*.png"))) == 2 * 2
     assert {"failed_disc", "failed_cup", "hd95_cup"} <= set(test)
     baseline = json.loads((project / "metrics/unet/eval.json").read_text())
     assert sorted(baseline) == ["L4_fast", "L4_fast_tta"]  # U-Net: one network, with and without mirroring
     report = (project / "reports/report.md").read_text()
     assert "| U-Net | L4 fast" in report and "| UNet++ | L" in report and "(selected)" in report
+    assert (
+        "Scored against the generator's exact masks." in report and test["reference"] == "the generator's exact masks"
+    )
     assert "## UNet++ against U-Net on the same test cases (paired)" in report and "| dice_mean | " in report
 
     rows = json.loads((project / "metrics/eval.json").read_text())
@@ -83,7 +86,7 @@ def test_dvc_repro_end_to_end(reproduced: tuple[Path, str]) -> None:
     assert all(rows[f"{key}_tta"]["tta_flips"] == [1] for key in base)  # fundus: left-right only
     assert all(
         {"dice_disc", "iou_cup", "hd95_disc", "bce_cup", "failed_cup", "gflops", "latency_ms", "parameters"} <= set(r)
-        and r["cases"] == 3
+        and r["cases"] == 2
         for r in rows.values()
     )
     assert rows["L4_accurate"]["grid_dice_mean"] >= 0  # training's validation on the grid, beside the served figure

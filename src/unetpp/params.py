@@ -73,8 +73,15 @@ class FolderParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mask_mode: Literal["binary", "labels", "instance"] = "binary"
+    mask_mode: Literal["auto", "binary", "labels", "per_class", "instance"] = Field(
+        "auto",
+        description="auto: labels when label_values are set, per_class when masks/<class>/ exists for each class, "
+        "else binary (one class, 0 and one foreground value)",
+    )
     label_values: dict[str, list[int]] = Field(default_factory=dict, description="class -> mask values")
+    background: Literal["auto"] | int = Field(
+        "auto", description="labels: the background's mask value; auto: the one value no class names (REFUGE: 255)"
+    )
 
 
 class DataParams(BaseModel):
@@ -272,9 +279,9 @@ class Params(BaseModel):
             raise ValueError(f"data.source={data.source!r} provides classes [disc, cup]; model.class_names is {names}")
         if data.source == "folder":
             mode, keys = data.folder.mask_mode, list(data.folder.label_values)
-            if mode == "labels" and keys != names:
+            if (mode == "labels" or (mode == "auto" and keys)) and keys != names:
                 raise ValueError(f"data.folder.label_values keys {keys} must equal model.class_names {names}")
-            if mode != "labels" and len(names) != 1:
+            if mode in ("binary", "instance") and len(names) != 1:
                 raise ValueError(f"data.folder.mask_mode={mode!r} gives one class; model.class_names is {names}")
         return self
 

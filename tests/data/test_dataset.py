@@ -36,7 +36,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_eval_items_are_standardised(prepared: Path) -> None:
     ds = PreparedDataset(prepared, "val", RGB, WHOLE)
-    assert len(ds) == 3
+    assert len(ds) == 2  # 10 images: 6 train, 2 val, 2 test (`rank_splits`)
     image, mask = ds[0]
     assert image.shape == (3, 64, 64) and mask.shape == (2, 64, 64)
     torch.testing.assert_close(image.mean(dim=(1, 2)), torch.zeros(3), atol=1e-4, rtol=0)

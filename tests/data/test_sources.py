@@ -1,8 +1,9 @@
-"""Readers: Drishti-GS1 layout and the generic folder layout on many file kinds."""
+"""Readers: the Drishti-GS1 layout (as downloaded: nested image folders) and the generic folder layout on
+many file kinds and mask conventions (binary, instance, label maps with any background, a file per class)."""
 
 from __future__ import annotations
 
-from collections import Counter
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,23 +13,36 @@ from PIL import Image
 
 from tests.conftest import folder_params
 from unetpp.data.ingest import ingest
+from unetpp.data.ledger import read_ledger
 from unetpp.data.prepared import sample_file, source_arrays
-from unetpp.data.sources import drishti_samples, folder_samples, split_of
+from unetpp.data.sources import RawSample, drishti_samples, folder_samples, mask_reference
+from unetpp.data.splits import assign_splits
 from unetpp.data.synthetic import generate_fundus
 from unetpp.data.validate import DataValidationError
 from unetpp.errors import UserError
 from unetpp.params import Params
+from unetpp.runtime.images import ImageReadError
 
 
-def _write_drishti(root: Path, test_gt: str) -> None:
+def _drawn(params: Params) -> list[RawSample]:
+    """The source's samples with their splits drawn as a first ingest draws them (an empty ledger)."""
+    samples = (drishti_samples if params.data.source == "drishti" else folder_samples)(
+        params.data, params.model.class_names
+    )
+    assign_splits(samples, params.data, read_ledger(None))
+    return samples
+
+
+def _write_drishti(root: Path, test_gt: str, nest: str = "") -> None:
+    """Drishti-GS1's layout; `nest`: a folder under Images/ holding the photographs (a download's `ALL/`)."""
     for folder, gt, names in (
         ("Training", "GT", ["drishtiGS_002", "drishtiGS_004", "drishtiGS_006"]),
         ("Test", test_gt, ["drishtiGS_001"]),
     ):
-        (root / folder / "Images").mkdir(parents=True)
+        (root / folder / "Images" / nest).mkdir(parents=True)
         for k, name in enumerate(names):
             s = generate_fundus(k, 64, seed=5)
-            Image.fromarray(s.image).save(root / folder / "Images" / f"{name}.png")
+            Image.fromarray(s.image).save(root / folder / "Images" / nest / f"{name}.png")
             soft_dir = root / folder / gt / name / "SoftMap"
             soft_dir.mkdir(parents=True)
             for mask, suffix in ((s.masks[0], "OD"), (s.masks[1], "cup")):
@@ -38,15 +52,17 @@ def _write_drishti(root: Path, test_gt: str) -> None:
                 Image.fromarray(soft).save(soft_dir / f"{name}_{suffix}segSoftmap.png")
 
 
-@pytest.mark.parametrize("test_gt", ["Test_GT", "GT"])
-def test_drishti_test_folder_is_the_test_split_and_val_comes_from_training(tmp_path: Path, test_gt: str) -> None:
-    _write_drishti(tmp_path, test_gt)
+@pytest.mark.parametrize(("test_gt", "nest"), [("Test_GT", ""), ("GT", ""), ("GT", "ALL")])
+def test_drishti_test_folder_is_the_test_split_and_val_comes_from_training(
+    tmp_path: Path, test_gt: str, nest: str
+) -> None:
+    _write_drishti(tmp_path, test_gt, nest)
     params = Params.model_validate({"data": {"source": "drishti", "path": str(tmp_path)}})
-    samples = drishti_samples(params.data)
+    samples = _drawn(params)
     splits = {s.id: s.split for s in samples}
     assert splits.pop("drishtiGS_001") == "test"
     assert sorted(splits.values()) == ["train", "train", "val"]  # one of the three Training/ images
-    assert splits == {s.id: s.split for s in drishti_samples(params.data) if s.id in splits}  # seeded
+    assert splits == {s.id: s.split for s in _drawn(params) if s.id in splits}  # seeded
     assert all(Path(m).is_file() for s in samples for m in s.source_masks)
 
 
@@ -57,16 +73,20 @@ def test_drishti_threshold(tmp_path: Path) -> None:
         params = Params.model_validate(
             {"data": {"source": "drishti", "path": str(tmp_path), "drishti": {"threshold": threshold}}}
         )
-        loaded = drishti_samples(params.data)[0].load()
+        loaded = drishti_samples(params.data, params.model.class_names)[0].load()
         assert loaded.masks.shape == (2, 64, 64) and loaded.masks.dtype == bool
         areas[threshold] = int(loaded.masks[0].sum())
     assert areas[0.3] > areas[0.5]  # the 100/255 band counts only at the lower threshold
+    assert "at 0.5: a pixel is in a class where at least 50% of the experts marked it" in mask_reference(params.data)
 
 
 def test_drishti_missing_layout_is_named(tmp_path: Path) -> None:
     params = Params.model_validate({"data": {"source": "drishti", "path": str(tmp_path)}})
     with pytest.raises(UserError, match="not a Drishti-GS1 folder"):
-        drishti_samples(params.data)
+        drishti_samples(params.data, params.model.class_names)
+    (tmp_path / "Training" / "Images" / "ALL").mkdir(parents=True)
+    with pytest.raises(UserError, match="no png, jpg or tif images under Training/Images"):
+        drishti_samples(params.data, params.model.class_names)
 
 
 def _flat_folder(root: Path) -> tuple[Path, Path]:
@@ -89,7 +109,7 @@ def test_folder_reads_png_jpg_tif_16bit_rgba(tmp_path: Path) -> None:
         Image.fromarray(disc).save(masks / f"{stem}.png")
     tifffile.imwrite(masks / "planar.tif", disc)
     params = folder_params(tmp_path)
-    loaded = {smp.id: smp.load() for smp in folder_samples(params.data)}
+    loaded = {smp.id: smp.load() for smp in folder_samples(params.data, params.model.class_names)}
     assert set(loaded) == {"rgb", "photo", "rgba", "deep", "gray16", "planar"}
     assert loaded["rgba"].channels == 3 and loaded["gray16"].channels == 1  # PNG alpha is transparency
     assert loaded["deep"].dtype == "uint16" and loaded["gray16"].dtype == "uint16"
@@ -107,7 +127,7 @@ def test_folder_instance_and_label_masks(tmp_path: Path) -> None:
     instance = np.zeros((64, 64), np.uint16)
     instance[10:20, 10:20], instance[30:40, 30:40] = 1, 7
     Image.fromarray(instance).save(masks / "a.png")
-    loaded = folder_samples(folder_params(tmp_path, folder={"mask_mode": "instance"}).data)[0].load()
+    loaded = folder_samples(folder_params(tmp_path, folder={"mask_mode": "instance"}).data, ["disc"])[0].load()
     assert loaded.masks.shape == (1, 64, 64) and loaded.masks.sum() == 200 and loaded.mask_valid
 
     labels = np.zeros((64, 64), np.uint8)
@@ -122,64 +142,61 @@ def test_folder_instance_and_label_masks(tmp_path: Path) -> None:
             }
         }
     )
-    loaded = folder_samples(params.data)[0].load()
+    loaded = folder_samples(params.data, params.model.class_names)[0].load()
     assert loaded.masks[0].sum() == 900 and loaded.masks[1].sum() == 100 and loaded.mask_valid
     labels[0, 0] = 9  # a value outside the class set
     Image.fromarray(labels).save(masks / "a.png")
-    assert not folder_samples(params.data)[0].load().mask_valid
+    assert not folder_samples(params.data, params.model.class_names)[0].load().mask_valid
 
 
-def test_folder_split_subfolders_or_hashed(folder_dataset: Path, tmp_path: Path) -> None:
-    splits = {s.id: s.split for s in folder_samples(folder_params(folder_dataset).data)}
-    assert splits == {
-        **{f"train_eye{i}": "train" for i in range(4)},
-        **{f"val_eye{i}": "val" for i in (4, 5)},
-        **{f"test_eye{i}": "test" for i in (6, 7)},
-    }
+def test_refuge_style_label_maps_with_background_255(tmp_path: Path) -> None:
+    """255 background, 128 rim, 0 cup (REFUGE and the multi-domain fundus sets): only the label values set."""
+    images, masks = _flat_folder(tmp_path)
+    for k in range(3):
+        s = generate_fundus(k, 64, seed=1)
+        Image.fromarray(s.image).save(images / f"r{k}.png")
+        refuge = np.full((64, 64), 255, np.uint8)
+        refuge[s.masks[0]], refuge[s.masks[1]] = 128, 0
+        Image.fromarray(refuge).save(masks / f"r{k}.png")
+    labels = {"label_values": {"disc": [0, 128], "cup": [0]}}
+    params = Params.model_validate(
+        {"data": {"source": "folder", "path": str(tmp_path), "folder": labels}, "validate": {"min_train": 1}}
+    )
+    loaded = folder_samples(params.data, params.model.class_names)[0].load()
+    s = generate_fundus(0, 64, seed=1)
+    np.testing.assert_array_equal(loaded.masks, s.masks)
+    assert loaded.mask_valid and loaded.background == 255
+    manifest = ingest(params, tmp_path / "prepared")  # 1 train, 1 val, 1 test (`unetpp.data.splits.rank_splits`)
+    assert set(manifest["mask_background"]) == {255}
 
-    flat = tmp_path / "flat"
-    images, _ = _flat_folder(flat)
-    for i in range(10):
-        Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(images / f"x{i}.png")
-    first = {s.id: s.split for s in folder_samples(folder_params(flat, val_fraction=0.3, seed=4).data)}
-    other = {s.id: s.split for s in folder_samples(folder_params(flat, val_fraction=0.3, seed=5).data)}
-    assert first == {i: split_of(i, {"test": 0.2, "val": 0.3}, 4) for i in first} and first != other
-    for i in range(10, 30):  # the set grows: no existing sample moves
-        Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(images / f"x{i}.png")
-    grown = {s.id: s.split for s in folder_samples(folder_params(flat, val_fraction=0.3, seed=4).data)}
-    assert {i: grown[i] for i in first} == first and len(grown) == 30
+    other = np.array(Image.open(masks / "r2.png"))
+    other[other == 255] = 200  # a map with another background than the rest of the set: named by the gate
+    Image.fromarray(other).save(masks / "r2.png")
+    with pytest.raises(DataValidationError, match=r"mask_background[\s\S]*r2.png[\s\S]*same background"):
+        ingest(params, tmp_path / "prepared2")
 
 
-def test_hashed_shares_approach_the_fractions() -> None:
-    fractions = {"test": 0.2, "val": 0.2}
-    shares = Counter(split_of(f"img_{i:05d}", fractions, 0) for i in range(10_000))
-    assert abs(shares["test"] / 10_000 - 0.2) < 0.02 and abs(shares["val"] / 10_000 - 0.2) < 0.02
+def test_a_mask_file_per_class(tmp_path: Path) -> None:
+    """`masks/<class>/<stem>.png` beside `images/<stem>.*`: found with only the class names set."""
+    images, masks = _flat_folder(tmp_path)
+    s = generate_fundus(0, 64, seed=1)
+    Image.fromarray(s.image).save(images / "eye.jpg", quality=95)
+    for name, mask in zip(("disc", "cup"), s.masks, strict=True):
+        (masks / name).mkdir()
+        Image.fromarray(mask.astype(np.uint8) * 255).save(masks / name / "eye.png")
+    params = Params.model_validate({"data": {"source": "folder", "path": str(tmp_path)}})
+    sample = folder_samples(params.data, params.model.class_names)[0]
+    assert sample.source_masks == [str(masks / "disc" / "eye.png"), str(masks / "cup" / "eye.png")]
+    loaded = sample.load()
+    np.testing.assert_array_equal(loaded.masks, s.masks)
+    assert loaded.mask_valid
 
-
-def test_a_group_stays_in_one_split_and_the_gate_refuses_one_that_spans_two(tmp_path: Path) -> None:
-    flat = tmp_path / "flat"
-    images, _ = _flat_folder(flat)
-    for patient in range(12):
-        for k in range(3):
-            Image.fromarray(np.full((8, 8, 3), 10 * patient + k, np.uint8)).save(images / f"P{patient}_{k}.png")
-    samples = folder_samples(folder_params(flat, group_pattern=r"^(P\d+)_").data)
-    by_patient: dict[str, set[str]] = {}
-    for s in samples:
-        by_patient.setdefault(s.id.split("_")[0], set()).add(s.split)
-    assert by_patient == {p: {split_of(p, {"test": 0.2, "val": 0.2}, 0)} for p in by_patient}
-    assert {"train", "val", "test"} == set().union(*by_patient.values())
-
-    split_folders = tmp_path / "folders"
-    for split, name in (("train", "P1_a"), ("train", "P2_a"), ("val", "P3_a"), ("test", "P1_b")):
-        for sub in ("images", "masks"):
-            (split_folders / sub / split).mkdir(parents=True, exist_ok=True)
-        s = generate_fundus(len(name), 64, seed=2)
-        Image.fromarray(s.image).save(split_folders / "images" / split / f"{name}.png")
-        Image.fromarray(s.masks[0].astype(np.uint8) * 255).save(split_folders / "masks" / split / f"{name}.png")
-    with pytest.raises(DataValidationError, match="group 'P1' in test and train"):
-        ingest(folder_params(split_folders, group_pattern=r"^(P\d+)_"), tmp_path / "prepared")
-    with pytest.raises(UserError, match="does not match this file name"):
-        folder_samples(folder_params(split_folders, group_pattern=r"^Q").data)
+    (masks / "cup" / "eye.png").unlink()
+    with pytest.raises(ImageReadError, match=r"masks/cup/eye.png: mask not found for image eye.jpg"):
+        folder_samples(params.data, params.model.class_names)[0].load()
+    shutil.rmtree(masks / "cup")
+    with pytest.raises(UserError, match=r"2 classes \['disc', 'cup'\] need data.folder.label_values .* masks/cup/"):
+        folder_samples(params.data, params.model.class_names)
 
 
 def test_ingest_writes_arrays_and_manifest(folder_dataset: Path, tmp_path: Path) -> None:

@@ -139,10 +139,10 @@ def test_no_champion_then_better_then_worse_then_rollback(
     assert not worse.promoted and worse.champion_after == v2 and "<" in worse.reason
     assert registry.aliases()[CHAMPION] == v2
     tags = registry.version(v3).tags
-    assert tags["gate.decision"] == "rejected" and tags["gate.cases"] == str(worse.cases) == "3"
+    assert tags["gate.decision"] == "rejected" and tags["gate.cases"] == str(worse.cases) == "2"
     assert float(tags["gate.difference"]) == pytest.approx(worse.difference["mean"], abs=1e-4)
     assert worse.difference["mean"] < 0
-    assert tags["gate.difference_ci95"].startswith("[") and tags["info.test.cases"] == "1"
+    assert tags["gate.difference_ci95"].startswith("[") and tags["info.test.cases"] == "2"
     assert {"info.test.challenger_dice", "info.test.champion_dice"} <= set(tags)
 
     assert registry.rollback() == (v2, v1)

@@ -161,7 +161,7 @@ def test_the_served_answer_is_the_mask_the_test_stage_scored(
     params = Params.model_validate(yaml.safe_load((serving_project / "params.yaml").read_text()))
     prepared = serving_project / "data" / "prepared"
     summary = score_test_split(params, prepared, models, tmp_path / "metrics", tmp_path / "reports")
-    cases = heldout_samples(params.data, prepared)
+    cases = heldout_samples(params.data, params.model.class_names, prepared)
     assert summary["cases"] == len(cases) >= 1
     for sample in cases:
         answer = _post(served, _png(sample.load().image)).json()

@@ -14,10 +14,10 @@ from unetpp.params import DataParams
 from unetpp.runtime.preprocess import resize_image
 
 
-def heldout_samples(data: DataParams, prepared: Path) -> list[RawSample]:
+def heldout_samples(data: DataParams, class_names: list[str], prepared: Path) -> list[RawSample]:
     """The test split's samples from the source, as ingest saw them (the manifest's readable test rows)."""
     expected = set(split_ids(prepared, "test"))
-    samples = [s for s in READERS[data.source](data) if s.id in expected]
+    samples = [s for s in READERS[data.source](data, class_names) if s.id in expected]
     if {s.id for s in samples} != expected or not samples:
         missing = sorted(expected - {s.id for s in samples})[:10]
         raise UserError(
@@ -27,10 +27,10 @@ def heldout_samples(data: DataParams, prepared: Path) -> list[RawSample]:
     return samples
 
 
-def heldout_cases(data: DataParams, prepared: Path) -> tuple[list[RawSample], Iterator[Case]]:
+def heldout_cases(data: DataParams, class_names: list[str], prepared: Path) -> tuple[list[RawSample], Iterator[Case]]:
     """The test split's samples, and their cases read from the source files, each refused when its pixels
     differ from what ingest measured (the manifest's image_sha256)."""
-    samples = heldout_samples(data, prepared)
+    samples = heldout_samples(data, class_names, prepared)
     hashes = load_manifest(prepared).set_index("id")["image_sha256"].to_dict()
 
     def cases() -> Iterator[Case]:

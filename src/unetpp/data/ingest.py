@@ -26,6 +26,7 @@ from scipy import ndimage
 from unetpp.data.ledger import read_ledger, with_ledger_splits, write_ledger
 from unetpp.data.prepared import MANIFEST, SAMPLES, load_manifest, readable, sample_file, sha256, write_sample
 from unetpp.data.sources import READERS, RawSample
+from unetpp.data.splits import assign_splits
 from unetpp.errors import UserError
 from unetpp.files import write_json
 from unetpp.params import Params
@@ -71,6 +72,7 @@ def prepare_sample(raw: RawSample, params: Params, staging: Path) -> dict[str, A
         mask_height=loaded.masks.shape[1],
         mask_values=",".join(map(str, loaded.mask_values[:16])),
         mask_valid=loaded.mask_valid,
+        mask_background=loaded.background,
         image_sha256=sha256(image),
         mask_sha256=sha256(masks),
         mean_intensity=float(loaded.image.mean()),  # source units
@@ -198,9 +200,10 @@ def _ingest(params: Params, out_dir: Path, ledger_path: Path | None) -> pd.DataF
     """
     from unetpp.data.validate import validate_manifest
 
-    samples = READERS[params.data.source](params.data)
+    samples = READERS[params.data.source](params.data, params.model.class_names)
     _unique_ids(samples)
     key, ledger = prepare_key(params), read_ledger(ledger_path)
+    assign_splits(samples, params.data, ledger)
     previous, state = _previous(out_dir)
     known = state.get("samples", {}) if state.get("prepare_key") == key else {}
     staging = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
@@ -213,7 +216,7 @@ def _ingest(params: Params, out_dir: Path, ledger_path: Path | None) -> pd.DataF
             hashes = seen["hashes"] if seen.get("stat") == stat else source_hashes(raw)
             reused = bool(known) and _reuse(raw, previous.get(raw.id), hashes, out_dir, staging)
             row = previous[raw.id] if reused else prepare_sample(raw, params, staging)
-            row |= dict(split=raw.split, group=raw.group, source_image=raw.source_image, **hashes)
+            row |= dict(split=raw.split, rule=raw.rule, group=raw.group, source_image=raw.source_image, **hashes)
             row["source_masks"] = ";".join(raw.source_masks)
             rows.append(row)
             status.append("reused" if reused else "changed" if raw.id in previous else "new")

@@ -2,8 +2,9 @@
 a changed seed or fraction, or a file moved between split folders never move a sample silently.
 
 A row per sample ever ingested (`id`, `group`, `split`, `image_file_sha256`: the bytes of its image
-file), kept while the file is absent. The gate compares each sample's split with the ledger's for its
-id, and for its image's bytes (a file moved to another split folder gets a new id but keeps its bytes).
+file, `rule`: how its split was decided, `unetpp.data.splits`), kept while the file is absent. The gate
+compares each sample's split with the ledger's for its id, and for its image's bytes (a file moved to
+another split folder gets a new id but keeps its bytes).
 Deleting the ledger is how a user re-splits on purpose.
 """
 
@@ -13,17 +14,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from unetpp.data.splits import HASH
 from unetpp.errors import UserError
 from unetpp.files import replacing
 
-COLUMNS = ["id", "group", "split", "image_file_sha256"]
+COLUMNS = ["id", "group", "split", "image_file_sha256", "rule"]
 
 
 def read_ledger(path: Path | None) -> pd.DataFrame:
-    """The ledger at `path` (empty when there is none yet)."""
+    """The ledger at `path` (empty when there is none yet). A ledger written before the `rule` column drew
+    every split by hash alone: its rows read as `hash`."""
     if path is None or not path.is_file():
         return pd.DataFrame(columns=COLUMNS)
     ledger = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if list(ledger.columns) == COLUMNS[:-1]:
+        ledger = ledger.assign(rule=HASH)
     if list(ledger.columns) != COLUMNS:
         raise UserError(f"{path}: expected the columns {COLUMNS}; got {list(ledger.columns)}")
     return ledger

@@ -2,12 +2,12 @@
 
 Each reader lists `RawSample`s without reading pixels; `RawSample.load()` reads them and raises
 `ImageReadError` naming the file when it cannot, so one bad file becomes one flagged manifest row.
-The source folder is only ever read.
+A sample's split is its folder's; the splits no folder gives are drawn from train by ingest
+(`unetpp.data.splits`). The source folder is only ever read.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +17,7 @@ import numpy as np
 
 from unetpp.data.synthetic import generate_fundus
 from unetpp.errors import UserError
-from unetpp.params import DataParams
+from unetpp.params import DataParams, FolderParams
 from unetpp.runtime.images import IMAGE_SUFFIXES, ImageReadError, bit_depth, read_array
 
 
@@ -33,6 +33,7 @@ class Loaded:
     mask_valid: bool  # the values are those the source's mask convention allows
     cup_to_disc: float | None = None  # known only for generated images
     bits: int = 8  # the source image's bit depth (`unetpp.runtime.images.bit_depth`)
+    background: int | None = None  # label maps: the one value no class names (`FolderParams.mask_mode`)
 
 
 @dataclass
@@ -43,6 +44,8 @@ class RawSample:
     load: Callable[[], Loaded] = field(repr=False)
     source_masks: list[str] = field(default_factory=list)
     group: str = ""  # samples of one group (a patient, say) share a split
+    drawn: bool = False  # in train by its folder (or none): a split no folder gives may be drawn from it
+    rule: str = ""  # how its split was decided (`unetpp.data.splits.assign_splits`)
 
 
 SPLITS = ("train", "val", "test")
@@ -59,35 +62,16 @@ def group_of(stem: str, pattern: str | None, sample_id: str) -> str:
     return found.group(1) if found.groups() else found.group(0)
 
 
-def split_of(group: str, fractions: dict[str, float], seed: int) -> str:
-    """A group's split: a pure function of the group and the seed, so data that grow never move a sample.
-
-    The group's SHA-256 (salted with the seed) read as a number u in [0, 1) falls into the splits of
-    `fractions` in their order (u < f1: the first, u < f1 + f2: the second, ...), else train. Each
-    group lands independently, so the shares are the fractions on average: a small set can get more or
-    fewer (the data gate refuses a split with fewer than `validate.min_*` samples).
-    """
-    digest = hashlib.sha256(f"{seed}:{group}".encode()).digest()
-    u, bound = int.from_bytes(digest[:8], "big") / 2**64, 0.0
-    for split, share in fractions.items():
-        bound += share
-        if u < bound:
-            return split
-    return "train"
-
-
 def _image(path: Path) -> tuple[np.ndarray, int, str, int]:
     """The image as decoded, (H, W, C), and its channels, dtype and bit depth."""
     arr = read_array(path)
     return arr, arr.shape[-1], str(arr.dtype), bit_depth(arr)
 
 
-def synthetic_samples(p: DataParams) -> list[RawSample]:
-    """`count` generated photographs, in test, val and train by `split_of` (`test_fraction`, `val_fraction`)."""
+def synthetic_samples(p: DataParams, class_names: list[str]) -> list[RawSample]:
+    """`count` generated photographs (disc and cup), every split drawn."""
     cfg = p.synthetic
     ids = [f"synthetic_{i:04d}" for i in range(cfg.count)]
-    fractions = {"test": p.test_fraction, "val": p.val_fraction}
-    splits = [split_of(i, fractions, p.seed) for i in ids]
 
     def loader(i: int) -> Callable[[], Loaded]:
         def load() -> Loaded:
@@ -97,13 +81,19 @@ def synthetic_samples(p: DataParams) -> list[RawSample]:
         return load
 
     return [
-        RawSample(ids[i], splits[i], f"synthetic:{cfg.seed}/{i}", loader(i), group=ids[i]) for i in range(cfg.count)
+        RawSample(ids[i], "train", f"synthetic:{cfg.seed}/{i}", loader(i), group=ids[i], drawn=True)
+        for i in range(cfg.count)
     ]
 
 
-def drishti_samples(p: DataParams) -> list[RawSample]:
-    """Drishti-GS1: `Test/` is the test split (the dataset's own); val is assigned from `Training/` (`split_of`:
-    `val_fraction`, by `group_pattern`), the rest of it is train.
+def _images_under(folder: Path) -> list[Path]:
+    """The image files anywhere under `folder` (downloads nest them: Drishti-GS1's `Images/ALL/`), sorted."""
+    return sorted(q for q in folder.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def drishti_samples(p: DataParams, class_names: list[str]) -> list[RawSample]:
+    """Drishti-GS1: `Test/` is the test split (the dataset's own); val is drawn from `Training/` (by
+    `group_pattern`), the rest of it is train. Photographs anywhere under `Images/` (`_images_under`).
 
     Soft maps (the experts' average marking, 0-255) are thresholded at `drishti.threshold`
     (default 0.5: a pixel belongs to the disc/cup when at least half the experts marked it).
@@ -119,7 +109,7 @@ def drishti_samples(p: DataParams) -> list[RawSample]:
         gt_root = next(
             (root / folder / g for g in gt_names if (root / folder / g).is_dir()), root / folder / gt_names[0]
         )
-        for img in sorted(q for q in images.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES):
+        for img in _images_under(images):
             name = img.stem
             soft = gt_root / name / "SoftMap"
             masks = [soft / f"{name}_ODsegSoftmap.png", soft / f"{name}_cupsegSoftmap.png"]
@@ -131,20 +121,11 @@ def drishti_samples(p: DataParams) -> list[RawSample]:
                     _drishti_loader(img, masks, p.drishti.threshold),
                     [str(m) for m in masks],
                     group_of(name, p.group_pattern, name),
+                    drawn=split == "train",
                 )
             )
     if not samples:
-        raise UserError(f"{root}: no images under Training/Images or Test/Images")
-    return _assign_missing(samples, p)
-
-
-def _assign_missing(samples: list[RawSample], p: DataParams) -> list[RawSample]:
-    """Assign each split that no folder provided (val, test) to train samples by their group's hash."""
-    fractions = {"test": p.test_fraction, "val": p.val_fraction}
-    missing = {s: f for s, f in fractions.items() if not any(x.split == s for x in samples)}
-    if missing:
-        for sample in (x for x in samples if x.split == "train"):
-            sample.split = split_of(sample.group, missing, p.seed)
+        raise UserError(f"{root}: no png, jpg or tif images under Training/Images or Test/Images")
     return samples
 
 
@@ -161,61 +142,106 @@ def _drishti_loader(img: Path, masks: list[Path], threshold: float) -> Callable[
     return load
 
 
-def folder_samples(p: DataParams) -> list[RawSample]:
-    """`images/` + `masks/` matched by file stem, split by subfolders or by `split_of`.
+def mask_layout(root: Path, folder: FolderParams, class_names: list[str]) -> str:
+    """How the folder's masks give classes (`FolderParams.mask_mode`; `auto`: `labels` when label values are
+    set, `per_class` when `masks/` holds a folder named for each class, else `binary`)."""
+    if folder.mask_mode != "auto":
+        return folder.mask_mode
+    if folder.label_values:
+        return "labels"
+    if all((root / "masks" / name).is_dir() for name in class_names):
+        return "per_class"
+    return "binary"
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The image files directly in `folder`, sorted (none when it does not exist)."""
+    files = folder.iterdir() if folder.is_dir() else []
+    return sorted(q for q in files if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def folder_samples(p: DataParams, class_names: list[str]) -> list[RawSample]:
+    """`images/` + `masks/` matched by file stem, split by subfolders or drawn.
 
     With `images/train`, `images/val`, `images/test` subfolders (and the same under `masks/`) those are
-    the splits; a split with no subfolder (or all of them, without subfolders) is assigned from train by
-    its fraction, whole groups at a time (`data.group_pattern`).
+    the splits; a split with no subfolder (or all of them, without subfolders) is drawn from train, whole
+    groups at a time (`data.group_pattern`). Per-class masks (`mask_layout`): the mask of class c for
+    `images/<sub>/<stem>.*` is `masks/<c>/<sub>/<stem>.*`.
     """
     root = Path(p.path or "")
     if not (root / "images").is_dir() or not (root / "masks").is_dir():
         raise UserError(f"{root}: a folder source needs images/ and masks/ subfolders")
-    found = [(d.name, d.name) for d in sorted((root / "images").iterdir()) if d.is_dir() and d.name in SPLITS]
-    pairs: list[tuple[Path, Path, str]] = []
-    for sub, split in found or [("", "train")]:
-        img_dir, mask_dir = root / "images" / sub, root / "masks" / sub
-        masks = (
-            {m.stem: m for m in mask_dir.glob("*") if m.suffix.lower() in IMAGE_SUFFIXES} if mask_dir.is_dir() else {}
+    layout = mask_layout(root, p.folder, class_names)
+    if layout == "binary" and len(class_names) != 1:
+        raise UserError(
+            f"{root}/masks: {len(class_names)} classes {class_names} need data.folder.label_values (one label map "
+            f"per image) or a folder per class ({', '.join(f'masks/{c}/' for c in class_names)}); found neither"
         )
-        for img in sorted(q for q in img_dir.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES):
-            pairs.append((img, masks.get(img.stem, mask_dir / f"{img.stem}.png"), split))
-    if not pairs:
+    mask_roots = [root / "masks" / c for c in class_names] if layout == "per_class" else [root / "masks"]
+    found = [d.name for d in sorted((root / "images").iterdir()) if d.is_dir() and d.name in SPLITS]
+    samples = []
+    for sub in found or [""]:
+        stems = [({m.stem: m for m in _image_files(folder / sub)}, folder / sub) for folder in mask_roots]
+        for img in _image_files(root / "images" / sub):
+            sample_id = f"{sub}_{img.stem}" if found else img.stem
+            masks = [by_stem.get(img.stem, folder / f"{img.stem}.png") for by_stem, folder in stems]
+            samples.append(
+                RawSample(
+                    sample_id,
+                    sub or "train",
+                    str(img),
+                    _folder_loader(img, masks, layout, p.folder),
+                    [str(m) for m in masks],
+                    group_of(img.stem, p.group_pattern, sample_id),
+                    drawn=(sub or "train") == "train",
+                )
+            )
+    if not samples:
         raise UserError(f"{root}/images: no png, jpg or tif images")
-    samples = [
-        RawSample(
-            f"{img.parent.name}_{img.stem}" if found else img.stem,
-            split,
-            str(img),
-            _folder_loader(img, mask, p),
-            [str(mask)],
-            group_of(img.stem, p.group_pattern, f"{img.parent.name}_{img.stem}" if found else img.stem),
-        )
-        for img, mask, split in pairs
-    ]
-    return _assign_missing(samples, p)
+    return samples
 
 
-def _folder_loader(img: Path, mask: Path, p: DataParams) -> Callable[[], Loaded]:
+def _binary(labels: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A binary mask's foreground and whether its values are 0 and one foreground value (1, 255 or 65535)."""
+    values = set(np.unique(labels).tolist())
+    return labels > 0, any(values <= {0, top} for top in (1, 255, 65535))
+
+
+def _folder_loader(img: Path, masks: list[Path], layout: str, cfg: FolderParams) -> Callable[[], Loaded]:
     def load() -> Loaded:
         image, channels, dtype, bits = _image(img)
-        if not mask.is_file():
-            raise ImageReadError(f"{mask}: mask not found for image {img.name} (masks are matched by file stem)")
-        labels = to_label(read_array(mask), mask)
-        values = sorted(int(v) for v in np.unique(labels))
-        cfg = p.folder
-        if cfg.mask_mode == "labels":
-            allowed = {0} | {v for vs in cfg.label_values.values() for v in vs}
-            masks = np.stack([np.isin(labels, cfg.label_values[c]) for c in cfg.label_values])
-            valid = set(values) <= allowed
-        elif cfg.mask_mode == "instance":
-            masks, valid = (labels > 0)[None], True
-        else:  # binary: 0 and one foreground value (1, 255 or 65535)
-            masks = (labels > 0)[None]
-            valid = any(set(values) <= {0, top} for top in (1, 255, 65535))
-        return Loaded(image, masks, channels, dtype, values, valid, bits=bits)
+        for mask in masks:
+            if not mask.is_file():
+                raise ImageReadError(f"{mask}: mask not found for image {img.name} (masks are matched by file stem)")
+        maps = [to_label(read_array(m), m) for m in masks]
+        for mask, other in zip(masks[1:], maps[1:], strict=True):
+            if other.shape != maps[0].shape:
+                raise ImageReadError(f"{mask}: size {other.shape} differs from {masks[0]} {maps[0].shape}")
+        values = sorted(set().union(*(np.unique(m).tolist() for m in maps)))
+        background = None
+        if layout == "labels":  # the values no class names: one, the background (the same in every mask: the gate)
+            others = sorted(set(values) - {v for vs in cfg.label_values.values() for v in vs})
+            valid = len(others) <= 1 and cfg.background in ("auto", *others)
+            background = others[0] if others else None
+            stacked = np.stack([np.isin(maps[0], cfg.label_values[c]) for c in cfg.label_values])
+        elif layout == "instance":
+            stacked, valid = (maps[0] > 0)[None], True
+        else:  # binary, or per_class: one binary mask per class
+            pairs = [_binary(m) for m in maps]
+            stacked, valid = np.stack([fg for fg, _ in pairs]), all(ok for _, ok in pairs)
+        return Loaded(image, stacked, channels, dtype, values, valid, bits=bits, background=background)
 
     return load
+
+
+def mask_reference(p: DataParams) -> str:
+    """What the reference masks are, in words, for the figures scored against them (`test.json`, the report)."""
+    if p.source == "drishti":
+        t = p.drishti.threshold
+        return f"the experts' soft maps at {t:g}: a pixel is in a class where at least {t:.0%} of the experts marked it"
+    if p.source == "folder":
+        return f"the folder's mask files (data.folder.mask_mode {p.folder.mask_mode})"
+    return "the generator's exact masks"
 
 
 def check_source(p: DataParams) -> Path:
@@ -227,7 +253,7 @@ def check_source(p: DataParams) -> Path:
     return path
 
 
-READERS: dict[str, Callable[[DataParams], list[RawSample]]] = {
+READERS: dict[str, Callable[[DataParams, list[str]], list[RawSample]]] = {
     "synthetic": synthetic_samples,
     "drishti": drishti_samples,
     "folder": folder_samples,

@@ -43,6 +43,12 @@ LEDGER_HINT = (
     "or delete splits.csv to re-split every sample on purpose"
 )
 
+MASK_HINTS = {
+    "mask_valid": "expected mask values (the manifest's mask_values): binary and per_class masks 0 and one "
+    "foreground value (1, 255 or 65535); label maps the data.folder.label_values and one background value",
+    "mask_background": "expected every label map to have the same background value (the value no class names)",
+}
+
 
 @dataclass
 class GateReport:
@@ -59,6 +65,8 @@ class GateReport:
                 lines.append(f"      ... and {len(f['files']) - 20} more")
             if f["column"] in {f"split / {c}" for c in LEDGER_COLUMNS}:
                 lines.append(f"    {LEDGER_HINT}")
+            if f["column"] in MASK_HINTS:
+                lines.append(f"    {MASK_HINTS[f['column']]}")
         return "\n".join(lines)
 
     def raise_for_failure(self) -> None:
@@ -71,7 +79,8 @@ def _suites(manifest: pd.DataFrame, params: Params) -> dict[str, tuple[pd.DataFr
 
     v = params.validate_
     readable = manifest[manifest["error"].isna()] if "error" in manifest else manifest
-    optional = ("error", "cup_to_disc", "source_masks", *LEDGER_COLUMNS)  # and diameters_*: empty for an empty mask
+    # and diameters_*: empty for an empty mask
+    optional = ("error", "cup_to_disc", "source_masks", "mask_background", *LEDGER_COLUMNS)
     derived = [c for c in manifest.columns if c not in optional and not c.startswith("diameters_")]
     content = [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in derived]
     content += [
@@ -85,6 +94,9 @@ def _suites(manifest: pd.DataFrame, params: Params) -> dict[str, tuple[pd.DataFr
         gxe.ExpectColumnPairValuesToBeEqual(column_A="height", column_B="mask_height"),
         gxe.ExpectColumnValuesToBeInSet(column="mask_valid", value_set=[True]),
     ]
+    backgrounds = readable["mask_background"].dropna() if "mask_background" in readable else pd.Series()
+    if len(backgrounds):  # label maps: one background value for the whole set, the files off it named
+        content.append(gxe.ExpectColumnValuesToBeInSet(column="mask_background", value_set=_usual(backgrounds)))
     content += [
         gxe.ExpectColumnValuesToBeBetween(column=f"fg_{c}", min_value=v.fg_min, max_value=v.fg_max, strict_min=True)
         for c in params.model.class_names

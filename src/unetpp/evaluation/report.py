@@ -225,6 +225,8 @@ def report(runs: dict[str, tuple[Path, Path, Path]], names: list[str], out: Path
         "",
         "## Test split (source resolution, masks as served; mean [95% bootstrap interval])",
         "",
+        f"Scored against {next(iter(tests.values()))['reference']}.",
+        "",
         *heldout_table(tests, names),
         "",
         "## UNet++ against U-Net on the same test cases (paired)",

@@ -22,7 +22,7 @@ from PIL import Image
 from unetpp import layout as L
 from unetpp.data.heldout import heldout_cases
 from unetpp.data.prepared import Case
-from unetpp.data.sources import RawSample
+from unetpp.data.sources import RawSample, mask_reference
 from unetpp.errors import UserError
 from unetpp.files import replacing, write_csv, write_json
 from unetpp.params import Params
@@ -97,7 +97,7 @@ def score_test_split(
             with replacing(masks_dir / f"{case.id}_{c}.png") as tmp:
                 Image.fromarray(m.astype(np.uint8) * 255).save(tmp, format="PNG")
 
-    samples, cases = heldout_cases(params.data, prepared)
+    samples, cases = heldout_cases(params.data, params.model.class_names, prepared)
     rows = score_cases(model, cases, keep=keep)
     for row, sample in zip(rows, samples, strict=True):
         row["source_image"] = sample.source_image
@@ -107,6 +107,7 @@ def score_test_split(
     summary = {
         "split": "test",
         "resolution": "source (each image's own size), masks as served",
+        "reference": mask_reference(params.data),
         "arch": selected["arch"],
         "variant": f"L{selected['level']} {selected['mode']}" + (f" + mirroring {list(flips)}" if flips else ""),
         "geometry": config.geometry.as_dict(),

@@ -306,7 +306,7 @@ class Registry:
         """Each model's mean Dice on the same test cases, read from the source as the test stage reads them:
         for information in the version's tags, never used to decide."""
         try:
-            cases = list(heldout_cases(self.params.data, prepared)[1])
+            cases = list(heldout_cases(self.params.data, self.params.model.class_names, prepared)[1])
         except UserError as err:  # the source no longer matches the prepared data: say so, decide anyway
             return {"unavailable": str(err)}
         out: dict[str, Any] = {"cases": len(cases)}
