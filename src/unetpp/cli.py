@@ -113,7 +113,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     if summary:
         best = summary["best"]
         scores = " ".join(f"{k} {v:.4f}" for k, v in best.items() if k.startswith("dice_"))
-        print(f"best epoch {summary['best_epoch']}/{summary['epochs']}: {scores}")
+        end = summary["ended"]
+        why = {"planned": "the planned epochs", "plateau": "val stopped improving", "cap": "the cap"}[end["reason"]]
+        print(
+            f"best epoch {summary['best_epoch']}/{summary['epochs']}: {scores}; stopped by {why} "
+            f"(planned {end['planned']}, cap {end['cap']} epochs; val mean Dice {end['gain']:+.4f} over the last "
+            f"{end['patience']} validations); learning guard: {summary['learning_guard'][:200]}"
+        )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

@@ -141,7 +141,16 @@ class TrainParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    budget_tflop: float = Field(42.5, gt=0, description="training compute (TFLOP): buys the optimizer steps")
+    budget_tflop: float = Field(
+        42.5, gt=0, description="training compute (TFLOP) the plan buys: its epochs (then on while val improves)"
+    )
+    cap_tflop: Auto | Annotated[float, Field(gt=0)] = Field(
+        "auto", description="the most training compute (TFLOP) a run still improving on val may take; auto: 4 x budget"
+    )
+    patience: Auto | PositiveInt = Field(
+        "auto", description="validations past the planned epochs without a new best (by min_delta) that stop a run"
+    )
+    min_delta: float = Field(0.001, ge=0, description="the val mean Dice gain that counts as still improving")
     scale: Auto | Literal["whole"] | Annotated[float, Field(gt=0, le=1)] = Field(
         "auto", description="whole: the image resized to data.image_size; a number: patches of it at source x scale"
     )
@@ -283,6 +292,15 @@ class Params(BaseModel):
                 raise ValueError(f"data.folder.label_values keys {keys} must equal model.class_names {names}")
             if mode in ("binary", "instance") and len(names) != 1:
                 raise ValueError(f"data.folder.mask_mode={mode!r} gives one class; model.class_names is {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _cap_over_budget(self) -> Params:
+        if self.train.cap_tflop != "auto" and self.train.cap_tflop < self.train.budget_tflop:
+            raise ValueError(
+                f"train.cap_tflop {self.train.cap_tflop} is under train.budget_tflop {self.train.budget_tflop}; "
+                "expected the cap at least the planned compute"
+            )
         return self
 
     @model_validator(mode="after")

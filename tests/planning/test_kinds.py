@@ -58,7 +58,7 @@ def _trained(
             "model": {"class_names": names, **({"widths": widths} if widths else {})},
             "data": {"source": "folder", "path": str(source), "image_size": side},
             "validate": {"min_train": 2},
-            "train": {"budget_tflop": budget},  # a short run; every recipe value stays `auto`
+            "train": {"budget_tflop": budget, "cap_tflop": budget},  # a short run, not extended; the recipe `auto`
             "evaluate": {"repeats": 2, "warmup": 1},
         }
     )

@@ -32,7 +32,7 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_the_fingerprint_counts_and_measures_objects(planned: dict) -> None:
     fp = planned["fingerprint"]
-    assert fp["images"] == {"train": 6, "val": 3, "test": 1}
+    assert fp["images"] == {"train": 6, "val": 2, "test": 2}
     assert fp["channels"] == [3] and fp["bit_depth"] == [8] and fp["dtype"] == ["uint8"]
     assert len(fp["intensity"]) == 3 and all(0 <= c["p0.5"] <= c["p50"] <= c["p99.5"] <= 255 for c in fp["intensity"])
     assert planned["recipe"]["intensity"]["value"] == {"channels": 3, "in_channels": 3, "clip": None}
@@ -68,6 +68,22 @@ def test_training_length_is_steps_whatever_the_number_of_images() -> None:
     assert small.batch_size == large.batch_size == 8
     assert abs(small.steps - large.steps) <= 125  # one epoch of rounding at most
     assert small.epochs > 40 * large.epochs
+
+
+def test_the_cap_is_the_compute_train_cap_tflop_buys_and_a_set_epochs_is_exact() -> None:
+    params = Params()  # params.yaml: the cap 4x the budget
+    planned = derive(params, _fingerprint(96), 3.7 * GFLOP, WHOLE_ENTRY, RGB)
+    recipe = recipe_of({"recipe": planned})
+    assert (
+        recipe.cap_epochs == pytest.approx(4 * recipe.epochs, abs=2)
+        and "train.cap_tflop 170 (4 x train.budget_tflop)" in planned["cap_epochs"]["rule"]
+    )
+    assert recipe.patience == max(3, -(-recipe.epochs // 10))  # a tenth of the planned validations (one an epoch)
+    fixed = recipe_of({"recipe": derive(Params.model_validate({"train": {"epochs": 3}}), _fingerprint(96), 3.7 * GFLOP,
+                                        WHOLE_ENTRY, RGB)})  # fmt: skip
+    assert fixed.epochs == fixed.cap_epochs == 3
+    with pytest.raises(ValueError, match=r"train\.cap_tflop 10\.0 is under train\.budget_tflop 42\.5"):
+        Params.model_validate({"train": {"cap_tflop": 10}})
 
 
 def test_the_weight_average_follows_the_run_and_is_off_when_too_short() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unetpp.scoring.risk import aurc, conformal_threshold, failure_auroc, flag_rate_bound, low_threshold
+from unetpp.scoring.risk import aurc, failure_auroc, flag_rate_bound, low_threshold, ood_threshold
 
 
 def test_aurc_rewards_ranking_the_bad_cases_last() -> None:
@@ -27,9 +27,12 @@ def test_failure_auroc_and_the_low_threshold_separate_failures() -> None:
     assert low_threshold(conf, np.zeros(5, bool)) == 0.3  # no failure on val: flag under what val saw
 
 
-def test_the_conformal_threshold_is_the_rank_the_level_asks() -> None:
-    d = np.arange(1.0, 41.0)  # 40 calibration distances: ceil(41 * 0.95) = 39th smallest
-    assert conformal_threshold(d, 0.05) == 39.0
-    assert conformal_threshold(d[:5], 0.05) == 5.0  # too few to leave any out: the largest
+def test_the_ood_threshold_is_a_log_normal_bound_one_far_case_cannot_move() -> None:
+    logs = np.random.default_rng(0).normal(2.0, 0.3, 40)
+    d = np.exp(logs)
+    expected = np.exp(np.median(logs) + 2.3263 * 1.4826 * np.median(np.abs(logs - np.median(logs))))
+    assert ood_threshold(d) == pytest.approx(expected, rel=1e-4)
+    assert ood_threshold(np.append(d[:-1], 1e6)) == pytest.approx(ood_threshold(d), rel=0.05)  # one far case
+    assert np.exp(2.0 + 2.3263 * 0.3) * 0.8 < ood_threshold(d) < np.exp(2.0 + 2.3263 * 0.3) * 1.25
     assert flag_rate_bound(5) == pytest.approx(1 - 0.05 ** (1 / 5))  # the largest of 5: Beta(1, 5)
     assert 0.05 < flag_rate_bound(400) < 0.07 and flag_rate_bound(400) < flag_rate_bound(40)

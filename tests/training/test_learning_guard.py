@@ -21,9 +21,11 @@ from unetpp.planning.recipe import Recipe
 from unetpp.runtime.geometry import Geometry
 from unetpp.runtime.intensity import RGB
 from unetpp.runtime.preprocess import resize_masks
-from unetpp.training.learning_guard import check_learning, stacked_masks, trivial_dice
+from unetpp.training.learning_guard import check_learning, grid_masks, stacked_masks, trivial_dice
+from unetpp.training.stopping import Ending, ending
 
 WHOLE = Geometry("whole", 48)  # tiny_params' data.image_size
+PLANNED = Ending("planned", epochs=3, planned=3, cap=12, patience=1, gain=0.0, improving=False)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +74,8 @@ def test_a_learned_model_passes_and_an_unlearned_class_is_named(prepared: Path) 
         batch_size=4,
         epochs=3,
         steps=6,
+        cap_epochs=3,
+        patience=1,
         step_size=2,
         ema_decay=0.9,
         flip_axes=(1,),
@@ -81,9 +85,9 @@ def test_a_learned_model_passes_and_an_unlearned_class_is_named(prepared: Path) 
         val_every=1,
     )
     train = PreparedDataset(prepared, "train", RGB, WHOLE)
-    check_learning(_history(0.9, 0.8), params, recipe, train, val)
+    assert check_learning(_history(0.9, 0.8), params, recipe, PLANNED, train, val) is None
     with pytest.raises(DidNotLearn) as failed:
-        check_learning(_history(0.9, 0.0), params, recipe, train, val)
+        check_learning(_history(0.9, 0.0), params, recipe, PLANNED, train, val)
     message = str(failed.value)
     assert "class 'cup': validation Dice 0.0000 at the kept epoch 3/3" in message and "'disc'" not in message
     assert "train.min_skill 0.25 of the gap to 1" in message and "Likely causes:" in message
@@ -92,8 +96,33 @@ def test_a_learned_model_passes_and_an_unlearned_class_is_named(prepared: Path) 
     forgot = [r | {"dice_cup": 0.8 if r["epoch"] == 1 else 0.0} for r in _history(0.9, 0.0)]
     forgot = [r | {"dice_mean": 0.3 if r["epoch"] == 1 else r["dice_disc"] / 2 + 0.01} for r in forgot]
     with pytest.raises(DidNotLearn, match=r"class 'cup': validation Dice 0\.0000 at the kept epoch 3/3"):
-        check_learning(forgot, params, recipe, train, val)
+        check_learning(forgot, params, recipe, PLANNED, train, val)
     assert "the weight average (ema_decay 0.9, a horizon of ~10 steps) is long for a run of 6" in message
+
+
+def test_still_learning_at_the_cap_is_a_warning_and_a_model_at_the_prior_is_refused(prepared: Path) -> None:
+    """Under the bar but over every trivial predictor and still rising at the cap: passed, with the figures.
+    The same curve stopped on a plateau, or a class no better than the prior, is refused."""
+    params, val = tiny_params({"train": {"learning_guard": True}}), PreparedDataset(prepared, "val", RGB, WHOLE)
+    train = PreparedDataset(prepared, "train", RGB, WHOLE)
+    base = max(trivial_dice(stacked_masks(train), grid_masks(val), ["disc", "cup"])["disc"].values())
+    bar = base + params.train.min_skill * (1 - base)
+    rows = [{"epoch": e, "dice_disc": base + (bar - base) * e / 4, "dice_cup": 0.99} for e in (1, 2, 3)]
+    rising = [r | {"dice_mean": (r["dice_disc"] + r["dice_cup"]) / 2} for r in rows]
+    recipe = Recipe(4, epochs=1, steps=2, cap_epochs=3, patience=1, step_size=1, ema_decay=None, flip_axes=(1,),
+                    translate_px=4, geometry=WHOLE, intensity=RGB, val_every=1)  # fmt: skip
+    at_cap = ending(3, rising, planned=1, cap=3, patience=1, min_delta=params.train.min_delta)
+    assert at_cap.reason == "cap" and at_cap.still_learning and at_cap.gain == pytest.approx((bar - base) / 8, abs=1e-6)
+    warning = check_learning(rising, params, recipe, at_cap, train, val)
+    assert warning and warning.startswith("still learning at the cap: class 'disc' validation Dice")
+    assert f"over the best trivial predictor's {base:.4f}" in warning and "raise train.cap_tflop" in warning
+
+    plateau = Ending("plateau", epochs=3, planned=1, cap=9, patience=1, gain=0.0, improving=False)
+    with pytest.raises(DidNotLearn, match="class 'disc': validation Dice"):
+        check_learning(rising, params, recipe, plateau, train, val)
+    prior = [r | {"dice_disc": base, "dice_mean": (base + 0.99) / 2 + r["epoch"] * 1e-3} for r in rising]
+    with pytest.raises(DidNotLearn, match="class 'disc': validation Dice"):  # rising only in the other class
+        check_learning(prior, params, recipe, ending(3, prior, 1, 3, 1, 0.001), train, val)
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ from unetpp.runtime.geometry import Geometry
 from unetpp.runtime.intensity import RGB
 from unetpp.training.loop import evaluate_epoch
 from unetpp.training.losses import DeepSupervisionLoss
+from unetpp.training.stopping import improvement
 
 BIN = Path(sys.executable).parent
 TINY = project_params(
@@ -79,6 +80,28 @@ def _val_loss(work: Path, state_dict: dict[str, torch.Tensor]) -> float:
     loader = torch.utils.data.DataLoader(PreparedDataset(work / "data/prepared", "val", RGB, geometry), batch_size=4)
     loss_fn = DeepSupervisionLoss(dice_per_image=TINY["train"]["dice_per_image"])
     return evaluate_epoch(model, loader, loss_fn, ["disc", "cup"], torch.device("cpu"), geometry)[0]
+
+
+@pytest.mark.slow
+def test_past_the_planned_epochs_a_run_goes_on_while_val_improves_up_to_the_cap(workspace: Path) -> None:
+    """`train.min_delta` 0: a curve that does not fall counts as improving (this tiny run's Dice stays flat),
+    so the run goes on past its plan to the cap, validating at each epoch it decides on."""
+    work = _copy(workspace, "extended")
+    params = project_params(TINY, {"train": {"epochs": "auto", "budget_tflop": 0.002, "min_delta": 0.0}})
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    plan(Params.model_validate(params), work / "data/prepared", work / "plans.json")
+    recipe = json.loads((work / "plans.json").read_text())["recipe"]
+    planned, cap, patience = (recipe[k]["value"] for k in ("epochs", "cap_epochs", "patience"))
+    assert cap > planned and recipe["val_every"]["value"] == 1
+    done = _train(work)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((work / "metrics/train.json").read_text())
+    end, curve = summary["ended"], list(csv.DictReader((work / "metrics/train_curve.csv").open()))
+    history = [{"dice_mean": float(r["dice_mean"])} for r in curve]
+    assert all(improvement(history[:epoch], patience) >= 0 for epoch in range(planned, cap))
+    assert len(curve) == summary["epochs"] == end["epochs"] == cap and end["reason"] == "cap"
+    assert f"epoch {planned + 1}/{planned}+ (improving; cap {cap})" in done.stdout
+    assert f"stopped by the cap (planned {planned}, cap {cap} epochs" in done.stdout, done.stdout[-2000:]
 
 
 @pytest.mark.slow

@@ -7,8 +7,11 @@
 - **out of distribution**: Mahalanobis distance of the pooled bottleneck features to the train split's
   mean, each feature standardised by its train spread and the covariance shrunk by Ledoit-Wolf
   (scikit-learn: a few hundred features from about a hundred images make the plain covariance singular;
-  standardising first lets the shrinkage weigh every feature alike); the threshold the split-conformal
-  quantile of the val distances (`unetpp.scoring.risk.conformal_threshold`).
+  standardising first lets the shrinkage weigh every feature alike). The threshold is a robust bound
+  (`unetpp.scoring.risk.ood_threshold`) of calibration distances from more cases than val holds: the val
+  cases' distances to that reference, and each train case's to a reference fitted without its fold
+  (`OOD_FOLDS`: cross-fitting, so no case is scored by a reference that holds it). 50 photographs give 40
+  calibration cases instead of 10.
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ import numpy as np
 import torch
 
 from unetpp.data.prepared import Case, prepared_cases
-from unetpp.runtime.guard import Guard
+from unetpp.runtime.guard import Guard, mahalanobis
 from unetpp.runtime.requestlog import record
 from unetpp.runtime.served import ServedModel
 from unetpp.scoring.cases import score_cases
-from unetpp.scoring.risk import OOD_ALPHA, columns, conformal_threshold, failure_dice, low_threshold, risk_figures
+from unetpp.scoring.risk import OOD_LEVEL, columns, failure_dice, low_threshold, ood_threshold, risk_figures
 
 
 def features(model: ServedModel, cases: Iterable[Case]) -> np.ndarray:
@@ -36,8 +39,6 @@ def features(model: ServedModel, cases: Iterable[Case]) -> np.ndarray:
 def fit_guard(model: ServedModel, prepared: Path) -> tuple[Guard, dict[str, Any]]:
     """The guard of `model` from the prepared train (features) and val (estimator, calibration, thresholds)
     splits, and what it was chosen on."""
-    from sklearn.covariance import LedoitWolf
-
     names = model.names
     rows = score_cases(model, prepared_cases(prepared, "val"))
     failing = failure_dice(rows, names)
@@ -47,26 +48,48 @@ def fit_guard(model: ServedModel, prepared: Path) -> tuple[Guard, dict[str, Any]
     offset = {c: float(np.median(columns(rows, f"dice_{c}") - raw[c])) for c in names}
     low = {c: low_threshold(np.clip(raw[c] + offset[c], 0, 1), columns(rows, f"dice_{c}") < failing[c]) for c in names}
     train = features(model, prepared_cases(prepared, "train"))
-    scale = train.std(0) + 1e-6 * train.std(0).max() + 1e-12  # channels never active keep a finite scale
-    cov = LedoitWolf().fit(train / scale)  # standardised: shrinkage toward the identity weighs every feature alike
-    center = torch.from_numpy(train.mean(0))
-    precision = torch.from_numpy(cov.precision_ / np.outer(scale, scale))  # the same distance on raw features
-    unit = Guard(estimator, offset, low, center, precision, 1.0)
-    val = np.array([unit.ood_score(torch.from_numpy(f)) for f in features(model, prepared_cases(prepared, "val"))])
-    guard = Guard(estimator, offset, low, center, precision, conformal_threshold(val))
+    center, precision, shrinkage = reference(train)
+    val = mahalanobis(torch.from_numpy(features(model, prepared_cases(prepared, "val"))), center, precision)
+    calibration = np.concatenate([cross_fitted_distances(train), val.numpy()])
+    guard = Guard(estimator, offset, low, center, precision, ood_threshold(calibration))
     fitted = {
-        "split": "val (estimator, calibration, thresholds); train (feature reference)",
+        "split": "val (estimator, calibration, thresholds); train (feature reference, out-of-fold distances)",
         "estimator": estimator,
         "offset": offset,
         "failure_dice": failing,
         "low_confidence_below": low,
         "val": figures,
-        "ood_alpha": OOD_ALPHA,
+        "ood_level": OOD_LEVEL,
         "ood_threshold": guard.ood_threshold,
+        "ood_calibration": f"{len(calibration)} distances: val {len(val)}, train out-of-fold {len(train)}",
         "features": int(center.numel()),
-        "shrinkage": float(cov.shrinkage_),
+        "shrinkage": shrinkage,
     }
     return guard, fitted
+
+
+OOD_FOLDS = 5  # cross-fitted train distances: each from a reference of the other 4/5
+
+
+def reference(feats: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The Mahalanobis reference of (cases, F) features: their mean, the precision of their standardised
+    Ledoit-Wolf covariance (in raw feature units), and its shrinkage."""
+    from sklearn.covariance import LedoitWolf
+
+    scale = feats.std(0) + 1e-6 * feats.std(0).max() + 1e-12  # channels never active keep a finite scale
+    cov = LedoitWolf().fit(feats / scale)  # standardised: shrinkage toward the identity weighs every feature alike
+    precision = cov.precision_ / np.outer(scale, scale)  # the same distance on raw features
+    return torch.from_numpy(feats.mean(0)), torch.from_numpy(precision), float(cov.shrinkage_)
+
+
+def cross_fitted_distances(feats: np.ndarray, folds: int = OOD_FOLDS) -> np.ndarray:
+    """Each case's Mahalanobis distance to the reference of the other folds (case i in fold i mod `folds`)."""
+    fold = np.arange(len(feats)) % folds
+    out = np.empty(len(feats))
+    for k in range(min(folds, len(feats))):
+        center, precision, _ = reference(feats[fold != k])
+        out[fold == k] = mahalanobis(torch.from_numpy(feats[fold == k]), center, precision).numpy()
+    return out
 
 
 def reference_records(model: ServedModel, cases: Iterable[Case]) -> list[dict[str, Any]]:

@@ -42,8 +42,9 @@ def champion_reference(params: Params, root: Path) -> tuple[str, list[dict[str, 
 
 def flagged(current: pd.DataFrame, reference_cases: int) -> dict[str, Any]:
     """The share of the window flagged out of distribution, and whether it is more than the flag's own rate
-    explains: a one-sided binomial test of the flagged count, at p < `OOD_ALPHA`, against the rate the
-    threshold fitted on the n val (reference) cases allows (`flag_rate_bound`)."""
+    explains: a one-sided binomial test of the flagged count, at p < `OOD_ALPHA`, against a conservative
+    rate for in-distribution inputs: what a conformal threshold on the n val (reference) cases could flag
+    (`flag_rate_bound`), over the 1% the fitted bound (`unetpp.scoring.risk.ood_threshold`) aims at."""
     from scipy.stats import binomtest
 
     count, n = int(current["ood_score"].gt(1.0).sum()), len(current)

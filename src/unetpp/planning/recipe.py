@@ -2,7 +2,9 @@
 
 Every value may be set in params.yaml (a number wins over the plan, and the plan says so) or left
 `auto`. Training length is counted in optimizer steps bought by one compute budget
-(`train.budget_tflop`), so a 10-image set trains as long as a 1,000-image one; epochs follow.
+(`train.budget_tflop`), so a 10-image set trains as long as a 1,000-image one; epochs follow. Past
+them a run goes on while val still improves, up to the steps `train.cap_tflop` buys
+(`unetpp.training.stopping`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ EMA_MIN_HORIZON = 10  # below this the average would span nothing useful: off
 TRANSLATE_SHARE = 10  # augmentation shifts up to a tenth of the side
 MIN_OBJECT_PX = 8  # objects narrower than this on the trained grid are flagged
 MAX_VALIDATIONS = 50  # validate every ceil(epochs / this) epochs: sliding windows over large images cost
+CAP_TIMES_BUDGET = 4  # a run still improving may take up to 4x its planned compute (train.cap_tflop: auto)
+PATIENCE_SHARE, MIN_PATIENCE = 10, 3  # patience: a tenth of the planned validations, at least 3
 OUTLIER_TAIL = 1.0  # clip each image at CLIP_PERCENTILES when its extremes lie further out than its own span
 CLIP_PERCENTILES = (0.5, 99.5)
 
@@ -36,8 +40,10 @@ class Recipe:
     """The resolved values `train` uses."""
 
     batch_size: int
-    epochs: int
+    epochs: int  # planned
     steps: int
+    cap_epochs: int  # the most a run still improving may take
+    patience: int  # validations
     step_size: int
     ema_decay: float | None
     flip_axes: tuple[int, ...]
@@ -92,9 +98,33 @@ def derive(
     )
     steps = epochs * per_epoch
     out["steps"] = _entry(steps, f"epochs x ceil({n_train} / {batch})", False)
+    cap_tflop = CAP_TIMES_BUDGET * tp.budget_tflop if tp.cap_tflop == "auto" else tp.cap_tflop
+    capped = max(bought, int(cap_tflop * 1e12 // step_cost))
+    cap = max(epochs, math.ceil(capped / per_epoch)) if tp.epochs == "auto" else epochs
+    out["cap_epochs"] = _entry(
+        cap,
+        f"past the planned epochs while val improves, up to train.cap_tflop {cap_tflop:g}"
+        + (f" ({CAP_TIMES_BUDGET} x train.budget_tflop)" if tp.cap_tflop == "auto" else "")
+        + f": {capped} steps"
+        if tp.epochs == "auto"
+        else "train.epochs is set: exactly those",
+        tp.epochs != "auto" or tp.cap_tflop != "auto",
+    )
+    val_every = math.ceil(epochs / MAX_VALIDATIONS)
+    validations = math.ceil(epochs / val_every)
+    patience = max(MIN_PATIENCE, math.ceil(validations / PATIENCE_SHARE)) if tp.patience == "auto" else tp.patience
+    out["patience"] = _entry(
+        patience,
+        f"a run past its planned epochs stops at the first validation whose last `patience` beat the best before "
+        f"them by under train.min_delta {tp.min_delta}: max({MIN_PATIENCE}, {validations} planned validations / "
+        f"{PATIENCE_SHARE})",
+        tp.patience != "auto",
+    )
     step_size = max(1, round(LR_DECAY_AT * epochs)) if tp.step_size == "auto" else tp.step_size
     out["step_size"] = _entry(
-        step_size, f"learning rate x {tp.gamma} after {LR_DECAY_AT:.0%} of the epochs", tp.step_size != "auto"
+        step_size,
+        f"StepLR: learning rate x {tp.gamma} every step_size epochs, the first after {LR_DECAY_AT:.0%} of the planned",
+        tp.step_size != "auto",
     )
     horizon = min(EMA_MAX_HORIZON, steps // EMA_RUN_SHARE)
     if tp.ema_decay == "auto":
@@ -131,7 +161,6 @@ def derive(
         False,
     )
     out["geometry"] = _checked(fp, *geometry)
-    val_every = math.ceil(epochs / MAX_VALIDATIONS)
     out["val_every"] = _entry(val_every, f"ceil(epochs {epochs} / {MAX_VALIDATIONS}), and after the last epoch", False)
     return out
 
@@ -161,6 +190,8 @@ def recipe_of(plan: dict[str, Any]) -> Recipe:
         batch_size=int(r["batch_size"]["value"]),
         epochs=int(r["epochs"]["value"]),
         steps=int(r["steps"]["value"]),
+        cap_epochs=int(r["cap_epochs"]["value"]),
+        patience=int(r["patience"]["value"]),
         step_size=int(r["step_size"]["value"]),
         ema_decay=r["ema_decay"]["value"],
         flip_axes=tuple(r["flip_axes"]["value"]),

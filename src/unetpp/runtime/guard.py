@@ -32,6 +32,12 @@ ESTIMATORS = ("agreement", "soft_dice", "combined")
 EMPTY_PX = 1.0  # a class with under one pixel of probability mass and no mask is an agreed "nothing here"
 
 
+def mahalanobis(features: torch.Tensor, center: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
+    """(n,): the Mahalanobis distance of each row of (n, F) features to `center` under `precision`."""
+    d = features.double() - center
+    return torch.sqrt(torch.einsum("nf,fg,ng->n", d, precision, d).clamp_min(0))
+
+
 def _dice(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per class Dice of two (classes, h, w) masks or maps; 1 where both hold under `EMPTY_PX`."""
     inter, total = (a * b).sum((1, 2)), a.sum((1, 2)) + b.sum((1, 2))
@@ -81,8 +87,7 @@ class Guard:
 
     def ood_score(self, features: torch.Tensor) -> float:
         """The Mahalanobis distance of pooled features to the training split's, over the threshold."""
-        d = features.double() - self.center
-        return float(torch.sqrt((d @ self.precision @ d).clamp_min(0))) / self.ood_threshold
+        return float(mahalanobis(features[None], self.center, self.precision)[0]) / self.ood_threshold
 
     def verdict(self, inspection: Inspection, names: list[str]) -> dict[str, Any]:
         """What an answer carries: per class `confidence` and `low_confidence`, the `out_of_distribution`

@@ -11,6 +11,11 @@ least `train.min_skill` of the gap between the best of them and a perfect Dice â
 validation images a fixed margin is within noise â€” and reach `train.min_dice`; otherwise it fails the stage with
 `DidNotLearn` (exit 3: a bad result, not bad input, and not retried), so nothing downstream
 evaluates, selects or registers it.
+
+A run stopped by its cap while val still improved (`unetpp.training.stopping.Ending.still_learning`) is
+not refused for a class that already beats every trivial predictor: it is still learning, not failing to,
+and the stage passes with a warning that gives the figures and the cap to raise. A class at or under the
+prior is refused however its curve runs.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from unetpp.errors import DidNotLearn
 from unetpp.params import Params
 from unetpp.planning.recipe import Recipe
 from unetpp.runtime.preprocess import resize_masks
+from unetpp.training.stopping import Ending
 
 
 def grid_masks(dataset: PreparedDataset) -> list[np.ndarray]:
@@ -107,22 +113,32 @@ def kept_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def check_learning(
-    history: list[dict[str, Any]], params: Params, recipe: Recipe, train: PreparedDataset, val: PreparedDataset
-) -> None:
-    """Raise `DidNotLearn` naming each class that did not learn at the kept epoch, its Dice, and likely causes."""
+    history: list[dict[str, Any]],
+    params: Params,
+    recipe: Recipe,
+    end: Ending,
+    train: PreparedDataset,
+    val: PreparedDataset,
+) -> str | None:
+    """Raise `DidNotLearn` naming each class that did not learn at the kept epoch, its Dice, and likely causes;
+    the warning of a run still learning at its cap (every class under the bar beats the trivial predictors),
+    else None."""
     names = params.model.class_names
     val_masks = grid_masks(val)
     trivial, n_train = trivial_dice(stacked_masks(train), val_masks, names), len(train)
     best = kept_epoch(history)
-    failed = []
+    failed, learning = [], []
     for c in names:
         base = max(trivial[c].values())
         dice, bar = best[f"dice_{c}"], max(base + params.train.min_skill * (1 - base), params.train.min_dice)
-        if dice < bar:
+        if dice < bar and end.still_learning and dice > base:
+            learning.append(f"class {c!r} validation Dice {dice:.4f}, under the guard's {bar:.4f} but over the best "
+                            f"trivial predictor's {base:.4f}")  # fmt: skip
+        elif dice < bar:
             pixels = float(np.mean([v[names.index(c)].sum() for v in val_masks]))
             causes = "; ".join(likely_causes(params, recipe, n_train, trivial[c], pixels))
             failed.append(
-                f"class {c!r}: validation Dice {dice:.4f} at the kept epoch {best['epoch']}/{recipe.epochs}, under "
+                f"class {c!r}: validation Dice {dice:.4f} at the kept epoch {best['epoch']}/{end.epochs}, under "
                 f"{bar:.4f} (trivial predictors: empty {trivial[c]['empty']:.4f}, all-foreground "
                 f"{trivial[c]['all_foreground']:.4f}, training prior {trivial[c]['training_prior']:.4f}, "
                 f"best {base:.4f} + train.min_skill {params.train.min_skill} of the gap to 1; "
@@ -131,3 +147,10 @@ def check_learning(
             )
     if failed:
         raise DidNotLearn("the model did not learn: " + " | ".join(failed))
+    if learning:
+        return (
+            f"still learning at the cap: {'; '.join(learning)}; its val mean Dice rose by {end.gain:+.4f} over the "
+            f"last {end.patience} validations, at {end.epochs} epochs (planned {end.planned}, the cap {end.cap}: "
+            f"train.cap_tflop {params.train.cap_tflop}). Not refused; raise train.cap_tflop to train it further"
+        )
+    return None

@@ -43,6 +43,7 @@ from unetpp.training.averaging import kept_model, weight_average
 from unetpp.training.devices import autocast, distributed, training_device
 from unetpp.training.learning_guard import check_learning, kept_epoch
 from unetpp.training.losses import DeepSupervisionLoss
+from unetpp.training.stopping import Ending, ending, goes_on
 
 
 def resume_key(params: Params, recipe: Recipe, manifest: Path) -> str:
@@ -233,48 +234,46 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
 
     run = open_run(params, state, manifest, plans, recipe, device, world) if rank == 0 else None
     try:
-        while state.epoch < recipe.epochs:
+        going = True
+        while going:
             set_epoch(train_loader, tp.seed, state.epoch)
-            label = f"epoch {state.epoch + 1}/{recipe.epochs}" if rank == 0 else None
+            label = f"epoch {state.epoch + 1}/{_of(state.epoch + 1, recipe)}" if rank == 0 else None
             loss = train_epoch(net, state, train_loader, step, label)
             lr = state.optimizer.param_groups[0]["lr"]
             state.scheduler.step()
             state.epoch += 1
-            if rank != 0:
-                dist.barrier()
-                continue
-            if state.epoch % recipe.val_every and state.epoch < recipe.epochs:  # no validation this epoch
+            due = state.epoch % recipe.val_every == 0 or state.epoch in (recipe.epochs, recipe.cap_epochs)
+            if rank == 0 and not due:
                 tracking.mlflow.log_metrics({"train_loss": loss, "lr": lr}, step=state.epoch)  # the row's keys
-                atomic_save(state.checkpoint(key, complete=False), last_path)
-                if world > 1:
-                    dist.barrier()
-                continue
-            kept = kept_model(state.model, state.average)
-            val_loss, val = evaluate_epoch(kept, val_loader, loss_fn, names, device, geometry)
-            row = epoch_row(state.epoch, lr, loss, val_loss, val, names)
-            state.history.append(row)
-            if val["dice"]["mean"] > state.best:
-                state.best = val["dice"]["mean"]
-                atomic_save(best_payload(kept, params, recipe, state.epoch, val), best_path)
-            atomic_save(state.checkpoint(key, complete=state.epoch == recipe.epochs), last_path)
-            tracking.mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=state.epoch)
-            say(
-                f"epoch {state.epoch}/{recipe.epochs} loss {loss:.4f} val {val_loss:.4f} "
-                + " ".join(f"dice_{c} {val['dice'][c]:.4f}" for c in names)
+            elif rank == 0:
+                kept = kept_model(state.model, state.average)
+                val_loss, val = evaluate_epoch(kept, val_loader, loss_fn, names, device, geometry)
+                row = epoch_row(state.epoch, lr, loss, val_loss, val, names)
+                state.history.append(row)
+                if val["dice"]["mean"] > state.best:
+                    state.best = val["dice"]["mean"]
+                    atomic_save(best_payload(kept, params, recipe, state.epoch, val), best_path)
+                tracking.mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=state.epoch)
+                say(
+                    f"epoch {state.epoch}/{_of(state.epoch, recipe)} loss {loss:.4f} val {val_loss:.4f} "
+                    + " ".join(f"dice_{c} {val['dice'][c]:.4f}" for c in names)
+                )
+            going = _agreed(
+                rank == 0
+                and goes_on(
+                    state.epoch, state.history, recipe.epochs, recipe.cap_epochs, recipe.patience, tp.min_delta
+                ),
+                world,
             )
-            if world > 1:
-                dist.barrier()
+            if rank == 0:
+                atomic_save(state.checkpoint(key, complete=not going), last_path)
         summary = {}
         if rank == 0:
-            summary = _write_outputs(state.history, names, metrics_dir, models_dir, state.run_id, recipe.epochs)
-            if tp.learning_guard:
-                guard(
-                    state.history,
-                    params,
-                    recipe,
-                    PreparedDataset(prepared, "train", recipe.intensity, Geometry("whole", params.data.image_size)),
-                    val_loader.dataset,
-                )
+            end = ending(state.epoch, state.history, recipe.epochs, recipe.cap_epochs, recipe.patience, tp.min_delta)
+            verdict = guard(state.history, params, recipe, end, prepared, val_loader.dataset)
+            summary = _write_outputs(state.history, names, metrics_dir, models_dir, state.run_id, end, verdict)
+            if isinstance(verdict, DidNotLearn):
+                raise verdict
     finally:
         if run is not None:
             tracking.mlflow.end_run()
@@ -313,18 +312,47 @@ def best_payload(kept: NodeNet, params: Params, recipe: Recipe, epoch: int, val:
     return model_payload(kept, params.model.arch, **meta)
 
 
+def _of(epoch: int, recipe: Recipe) -> str:
+    """The epoch's denominator in the log: the planned epochs, or past them the cap."""
+    return str(recipe.epochs) if epoch <= recipe.epochs else f"{recipe.epochs}+ (improving; cap {recipe.cap_epochs})"
+
+
+def _agreed(flag: bool, world: int) -> bool:
+    """Rank 0's decision, on every rank (only rank 0 validates)."""
+    if world == 1:
+        return flag
+    decided = torch.tensor([int(flag)])
+    dist.broadcast(decided, src=0)
+    return bool(decided.item())
+
+
 def guard(
-    history: list[dict[str, Any]], params: Params, recipe: Recipe, train: PreparedDataset, val: PreparedDataset
-) -> None:
-    """The learning guard (`unetpp.training.learning_guard`), its verdict tagged on the MLflow run."""
+    history: list[dict[str, Any]],
+    params: Params,
+    recipe: Recipe,
+    end: Ending,
+    prepared: Path,
+    val: PreparedDataset,
+) -> str | DidNotLearn:
+    """The learning guard's verdict (`unetpp.training.learning_guard`), tagged on the MLflow run and printed
+    when it warns: `passed`, the warning of a run still learning at its cap, or the `DidNotLearn` to raise
+    once the outputs are written. `passed (off)` when `train.learning_guard` is off."""
     from unetpp import tracking
 
+    if not params.train.learning_guard:
+        return "passed (off)"
+    train = PreparedDataset(prepared, "train", recipe.intensity, Geometry("whole", params.data.image_size))
     try:
-        check_learning(history, params, recipe, train, val)
+        warning = check_learning(history, params, recipe, end, train, val)
     except DidNotLearn as err:
         tracking.mlflow.set_tags({"learning_guard": "failed", "learning_guard.reason": str(err)[:5000]})
-        raise
+        return err
+    if warning:
+        print(f"warning: {warning}", flush=True)
+        tracking.mlflow.set_tags({"learning_guard": "still learning", "learning_guard.reason": warning[:5000]})
+        return warning
     tracking.mlflow.set_tag("learning_guard", "passed")
+    return "passed"
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -338,7 +366,13 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _write_outputs(
-    history: list[dict[str, Any]], names: list[str], metrics_dir: Path, models_dir: Path, run_id: str, epochs: int
+    history: list[dict[str, Any]],
+    names: list[str],
+    metrics_dir: Path,
+    models_dir: Path,
+    run_id: str,
+    end: Ending,
+    verdict: str | DidNotLearn,
 ) -> dict[str, Any]:
     """metrics/train.json, metrics/train_curve.csv, the curve PNG, run.json; all logged to the run."""
     from unetpp import tracking
@@ -347,7 +381,9 @@ def _write_outputs(
     best = kept_epoch(history)
     summary = dict(
         best_epoch=best["epoch"],
-        epochs=epochs,  # trained, not validated (validation runs every recipe.val_every epochs)
+        epochs=end.epochs,  # trained, not validated (validation runs every recipe.val_every epochs)
+        ended=end.as_dict(),  # planned, past them until val stopped improving, or at the cap
+        learning_guard=str(verdict) if isinstance(verdict, str) else f"failed: {verdict}",
         validations=len(history),
         best={k: v for k, v in best.items() if k.startswith(("dice_", "iou_", "val_loss"))},
         final_train_loss=history[-1]["train_loss"],
