@@ -90,6 +90,10 @@ def test_the_ledger_records_each_rule_and_an_old_ledger_reads_as_hashed(tmp_path
     first.drop(columns="rule").to_csv(path, index=False)  # written before the rule column
     assert set(read_ledger(path)["rule"]) == {"hash"}
 
+    other = tmp_path / "other"  # another set, under a ledger that knows only the first (a clone's default)
+    _flat(other, 14)
+    assert Counter(_splits(folder_params(other), read_ledger(path)).values()) == {"train": 8, "val": 3, "test": 3}
+
 
 def test_a_group_stays_in_one_split(tmp_path: Path) -> None:
     flat = tmp_path / "flat"

@@ -61,10 +61,12 @@ def drawn_fractions(samples: list[RawSample], data: DataParams) -> dict[str, flo
 
 def assign_splits(samples: list[RawSample], data: DataParams, ledger: pd.DataFrame) -> None:
     """Set each drawn sample's split and every sample's `rule`: `rank` over the first ingest's drawn groups
-    (an empty ledger: this is it; else the ledger's `rank` groups), `hash` for groups added since."""
+    (a ledger that knows none of them, say the default data's in a fresh clone: this is it; else the
+    ledger's `rank` groups), `hash` for groups added since."""
     fractions = drawn_fractions(samples, data)
     drawn = [s for s in samples if s.drawn and fractions]
-    first = set(ledger.loc[ledger["rule"] == RANK, "group"]) if len(ledger) else {s.group for s in drawn}
+    groups = {s.group for s in drawn}
+    first = set(ledger.loc[ledger["rule"] == RANK, "group"]) if groups & set(ledger["group"]) else groups
     ranked = rank_splits(first, fractions, data.seed)
     for sample in samples:
         if not (sample.drawn and fractions):
