@@ -61,7 +61,8 @@ def guard_figures(model: ServedModel, rows: list[dict[str, Any]], samples: list[
             "foreign_flagged": float(np.mean([s > 1.0 for v in foreign_scores.values() for s in v])),
             "foreign_by_kind": flagged,
             "foreign_sources": min(FOREIGN_SOURCES, len(samples)),
-            "alpha": fitted["ood_alpha"],
+            "level": fitted["ood_level"],
+            "calibration": fitted["ood_calibration"],
         },
     }
 
