@@ -86,14 +86,9 @@ def synthetic_samples(p: DataParams, class_names: list[str]) -> list[RawSample]:
     ]
 
 
-def _images_under(folder: Path) -> list[Path]:
-    """The image files anywhere under `folder` (downloads nest them: Drishti-GS1's `Images/ALL/`), sorted."""
-    return sorted(q for q in folder.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def drishti_samples(p: DataParams, class_names: list[str]) -> list[RawSample]:
     """Drishti-GS1: `Test/` is the test split (the dataset's own); val is drawn from `Training/` (by
-    `group_pattern`), the rest of it is train. Photographs anywhere under `Images/` (`_images_under`).
+    `group_pattern`), the rest of it is train. Photographs anywhere under `Images/` (a download: `Images/ALL/`).
 
     Soft maps (the experts' average marking, 0-255) are thresholded at `drishti.threshold`
     (default 0.5: a pixel belongs to the disc/cup when at least half the experts marked it).
@@ -109,7 +104,7 @@ def drishti_samples(p: DataParams, class_names: list[str]) -> list[RawSample]:
         gt_root = next(
             (root / folder / g for g in gt_names if (root / folder / g).is_dir()), root / folder / gt_names[0]
         )
-        for img in _images_under(images):
+        for img in _image_files(images, nested=True):
             name = img.stem
             soft = gt_root / name / "SoftMap"
             masks = [soft / f"{name}_ODsegSoftmap.png", soft / f"{name}_cupsegSoftmap.png"]
@@ -154,9 +149,9 @@ def mask_layout(root: Path, folder: FolderParams, class_names: list[str]) -> str
     return "binary"
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """The image files directly in `folder`, sorted (none when it does not exist)."""
-    files = folder.iterdir() if folder.is_dir() else []
+def _image_files(folder: Path, nested: bool = False) -> list[Path]:
+    """The image files directly in `folder` (`nested`: anywhere under it), sorted; none when it does not exist."""
+    files = (folder.rglob("*") if nested else folder.iterdir()) if folder.is_dir() else []
     return sorted(q for q in files if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
 
 
