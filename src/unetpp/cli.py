@@ -138,7 +138,10 @@ def cmd_select(args: argparse.Namespace) -> None:
     guard = selected["guard"]
     print(
         f"guard (val): confidence by {guard['estimator']}, low under {guard['low_confidence_below']}; "
-        f"out of distribution over Mahalanobis {guard['ood_threshold']:.2f} ({guard['features']} features)"
+        "out of distribution over Mahalanobis "
+        + ", ".join(
+            f"{b['threshold']:.2f} ({name}, {b['features']} features)" for name, b in guard["ood_blocks"].items()
+        )
     )
 
 

@@ -41,7 +41,7 @@ def test_a_fitted_guard_flags_foreign_inputs_and_not_the_training_kind(guarded: 
     assert fitted["estimator"] in fitted["val"]  # the lowest val AURC among those this variant offers
     assert set(fitted["val"]) == {"agreement", "soft_dice", "combined"}  # L2 with probes: two heads agree or not
     images = [case.image for case in prepared_cases(prepared, "val")]
-    assert fitted["ood_calibration"] == "32 distances: val 8, train out-of-fold 24"  # 40 images, 8 test
+    assert fitted["ood_calibration"] == "32 distances a block: val 8, train out-of-fold 24"  # 40 images, 8 test
     shares = {
         kind: np.mean([served.guard.ood_score(served.inspect([foreign(im, kind, k)])[0].features) > 1.0
                        for k, im in enumerate(images)])
@@ -51,6 +51,8 @@ def test_a_fitted_guard_flags_foreign_inputs_and_not_the_training_kind(guarded: 
     in_kind = np.mean([served.guard.ood_score(served.inspect([im])[0].features) > 1.0 for im in unseen])
     print(f"flagged: foreign {shares}; new images of the training kind {in_kind:.0%} of {len(unseen)}")
     assert min(shares.values()) >= 0.9 and in_kind <= 0.2  # a tiny model: the product bars are on real sets
+    wide = generate_fundus(60, 96, seed=0).image[:48]  # half the training frames' height: a shape never seen
+    assert served.guard.references[1].ratio(served.inspect([wide])[0].features) > 1.0  # the descriptors see it
     rows = score_cases(served, prepared_cases(prepared, "train"))
     assert np.mean([r["ood_score"] > 1.0 for r in rows]) <= 0.2  # the reference split itself: within bounds
     figures = risk_figures(rows, served.names, fitted["failure_dice"])

@@ -8,6 +8,7 @@ import torch
 
 from tests.conftest import randomize_batchnorm
 from unetpp.nn.networks import UNetPlusPlus
+from unetpp.runtime.descriptors import DESCRIPTORS
 from unetpp.runtime.forward import forward_images, segment
 from unetpp.runtime.geometry import Geometry, network_input
 from unetpp.runtime.inference import optimize_for_inference
@@ -33,5 +34,5 @@ def test_the_answer_is_the_segmented_probabilities(served: torch.nn.Module, geom
         torch.testing.assert_close(s.probs, expected, atol=1e-5, rtol=1e-4)
         assert s.heads.shape == (3, *expected.shape)  # heads 1..3: the probes and the answer's
         torch.testing.assert_close(s.heads[-1], s.probs)  # fast: the answer is the last head
-        assert s.features.shape == (2 * served.config["widths"][3],)
+        assert s.features.shape == (2 * served.config["widths"][3] + len(DESCRIPTORS),)  # pooled, then descriptors
     assert not torch.allclose(seen[0].features, seen[1].features)  # each image its own, not the batch's

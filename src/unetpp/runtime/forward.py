@@ -15,6 +15,7 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from unetpp.nn.networks import NodeNet
+from unetpp.runtime.descriptors import input_descriptors
 from unetpp.runtime.geometry import OVERLAP, Geometry, network_input
 from unetpp.runtime.inference import inference_context
 from unetpp.runtime.intensity import Intensity
@@ -89,7 +90,8 @@ def mirrored(predictor: Predictor, x: torch.Tensor, geometry: Geometry, flips: t
 @dataclass(frozen=True)
 class Inspection:
     """One image's pass: the answer's probabilities (classes, h, w) on the network's grid, every held head's
-    (heads, classes, h, w), and the pooled bottleneck features (F,)."""
+    (heads, classes, h, w), and what the guard reads (F,): the pooled bottleneck features, then the input's
+    descriptors (`unetpp.runtime.descriptors`)."""
 
     probs: torch.Tensor
     heads: torch.Tensor
@@ -110,7 +112,7 @@ def forward_images(
     inputs = [network_input(image, geometry, intensity).to(device) for image in images]
     batches = [torch.stack(inputs)] if geometry.mode == "whole" else [x[None] for x in inputs]
     answer = [module.head_ids.index(k) for k in module.answer_heads]
-    out: list[Inspection] = []
+    passes: list[tuple[torch.Tensor, torch.Tensor]] = []  # per image: its heads and pooled features
     for batch in batches:
         pooled: list[torch.Tensor] = []
 
@@ -121,5 +123,8 @@ def forward_images(
 
         heads = mirrored(predictor, batch, geometry, flips).unflatten(1, (len(module.head_ids), -1))
         features = torch.stack(pooled).mean(0) if geometry.mode == "whole" else torch.cat(pooled).mean(0)[None]
-        out += [Inspection(h[answer].mean(0), h, f) for h, f in zip(heads, features, strict=True)]
-    return out
+        passes += zip(heads, features, strict=True)
+    return [
+        Inspection(h[answer].mean(0), h, torch.cat([f, input_descriptors(image).to(f)]))
+        for (h, f), image in zip(passes, images, strict=True)
+    ]

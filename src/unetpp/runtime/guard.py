@@ -11,10 +11,13 @@ Confidence estimators, each an estimate of the answer's Dice, read from the pass
   single head has it;
 - `combined`: their mean where both exist.
 
-The out-of-distribution score is the Mahalanobis distance of the pooled bottleneck features (González et
-al., MICCAI 2021) to the training split's (mean, shrunk precision), in units of the threshold: over 1 is
-flagged. An empty prediction whose probabilities stay near 0 is certain by both estimators: the flag
-is what speaks for a blank or foreign frame.
+The out-of-distribution score reads two blocks of the inspection's features, each a `Reference`: the pooled
+bottleneck features (González et al., MICCAI 2021) and the input's descriptors that the grid cannot show
+(`unetpp.runtime.descriptors`: shape and noise at the source size). Each block's Mahalanobis distance to the
+training split's (mean, shrunk precision) is taken in units of its own threshold, and the score is the larger
+of the two: over 1 is flagged. Apart, the two descriptors are not drowned by a hundred network features. An
+empty prediction whose probabilities stay near 0 is certain by both estimators: the flag is what speaks for a
+blank or foreign frame.
 """
 
 from __future__ import annotations
@@ -67,18 +70,46 @@ def confidences(inspection: Inspection) -> dict[str, torch.Tensor]:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """One block of the guard's features, `start`:`stop`: the training cases' mean (`center`) and shrunk
+    inverse covariance (`precision`), and the distance over which an input is flagged (`threshold`)."""
+
+    start: int
+    stop: int
+    center: torch.Tensor
+    precision: torch.Tensor
+    threshold: float
+
+    def ratio(self, features: torch.Tensor) -> float:
+        """The block's Mahalanobis distance over its threshold."""
+        block = features[self.start : self.stop][None]
+        return float(mahalanobis(block, self.center, self.precision)[0]) / self.threshold
+
+    def as_meta(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("start", "stop", "center", "precision", "threshold")}
+
+    @classmethod
+    def of(cls, meta: dict[str, Any]) -> Reference:
+        return cls(
+            int(meta["start"]),
+            int(meta["stop"]),
+            meta["center"].double(),
+            meta["precision"].double(),
+            float(meta["threshold"]),
+        )
+
+
+@dataclass(frozen=True)
 class Guard:
     """`estimator` the shipped confidence; per class, its `offset` (the median of Dice - confidence on val,
     added: a shift keeps the ranking and removes the estimator's bias) and `low`, the confidence under which
-    an answer is flagged (chosen on val); `center` and `precision` the training features' mean and shrunk
-    inverse covariance; `ood_threshold` the distance over which an input is flagged (chosen on val)."""
+    an answer is flagged (chosen on val); `references`, the feature blocks the out-of-distribution score
+    reads."""
 
     estimator: str
     offset: dict[str, float]
     low: dict[str, float]
-    center: torch.Tensor
-    precision: torch.Tensor
-    ood_threshold: float
+    references: tuple[Reference, ...]
 
     def confidence(self, inspection: Inspection, names: list[str]) -> dict[str, float]:
         """Per class, the shipped estimate of the answer's Dice, in [0, 1]."""
@@ -86,8 +117,8 @@ class Guard:
         return {c: min(1.0, max(0.0, float(v) + self.offset[c])) for c, v in zip(names, raw, strict=True)}
 
     def ood_score(self, features: torch.Tensor) -> float:
-        """The Mahalanobis distance of pooled features to the training split's, over the threshold."""
-        return float(mahalanobis(features[None], self.center, self.precision)[0]) / self.ood_threshold
+        """The largest of the blocks' Mahalanobis distances to the training split's, each over its threshold."""
+        return max(r.ratio(features.double()) for r in self.references)
 
     def verdict(self, inspection: Inspection, names: list[str]) -> dict[str, Any]:
         """What an answer carries: per class `confidence` and `low_confidence`, the `out_of_distribution`
@@ -107,9 +138,7 @@ class Guard:
             "estimator": self.estimator,
             "offset": dict(self.offset),
             "low": dict(self.low),
-            "center": self.center,
-            "precision": self.precision,
-            "ood_threshold": self.ood_threshold,
+            "references": [r.as_meta() for r in self.references],
         }
 
     @classmethod
@@ -118,11 +147,9 @@ class Guard:
         g = meta.get("guard")
         if not g:
             return None
-        return cls(
-            g["estimator"],
-            dict(g["offset"]),
-            dict(g["low"]),
-            g["center"].double(),
-            g["precision"].double(),
-            float(g["ood_threshold"]),
-        )
+        if "references" in g:
+            references = tuple(map(Reference.of, g["references"]))
+        else:  # a champion fitted before the descriptors: one block, the bottleneck features that lead the vector
+            center, precision = g["center"].double(), g["precision"].double()
+            references = (Reference(0, len(center), center, precision, float(g["ood_threshold"])),)
+        return cls(g["estimator"], dict(g["offset"]), dict(g["low"]), references)
