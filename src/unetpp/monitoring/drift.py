@@ -6,11 +6,11 @@ the columns drifted:
 
 - **data**: the inputs' size and per-channel intensity statistics, and what the model answered: the
   out-of-distribution score, the confidence and the area fraction of each class;
-- **embedding**: the pooled bottleneck features, column by column (the out-of-distribution flag reads
-  the same vector). Evidently's own embedding test (a classifier told to separate the two sets; its ROC
-  AUC) is in the report beside them, for reading: its verdict is random-bootstrapped below 1,000
-  reference rows, so it is not the one that decides (and it is left out where both sets together hold
-  `TSNE_ROWS` rows or fewer: its plot cannot be drawn).
+- **embedding**: the pooled bottleneck features and the input's descriptors, column by column (the
+  out-of-distribution flag reads the same vector). Evidently's own embedding test (a classifier told to
+  separate the two sets; its ROC AUC) is in the report beside them, for reading: its verdict is
+  random-bootstrapped below 1,000 reference rows, so it is not the one that decides (and it is left out
+  where both sets together hold `TSNE_ROWS` rows or fewer: its plot cannot be drawn).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each record becomes one row of numbers: the image's height, width and per-channel intensity statistics,
 the out-of-distribution score, the confidence and the area fraction of each class (and the cup-to-disc
-ratio for disc + cup), and the pooled bottleneck features as `feature_<k>` (the embedding).
+ratio for disc + cup), and the features the out-of-distribution flag reads as `feature_<k>` (the embedding).
 """
 
 from __future__ import annotations

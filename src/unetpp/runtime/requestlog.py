@@ -4,9 +4,9 @@ is kept unless the server is told to (`serve.keep_images`); then the request's b
 log and the record points to them. `unetpp.monitoring` reads it.
 
 A record: when, which registry version answered, the input's size, dtype and per-channel intensity
-(mean, standard deviation, 1st and 99th percentiles of the source values, on a subsample), the pooled
-bottleneck features the out-of-distribution flag reads, its score and flag, the confidence per class and
-the read-out (area per class; the cup-to-disc ratio for disc + cup).
+(mean, standard deviation, 1st and 99th percentiles of the source values, on a subsample), the features
+the out-of-distribution flag reads (pooled bottleneck, then the input's descriptors), its score and flag,
+the confidence per class and the read-out (area per class; the cup-to-disc ratio for disc + cup).
 """
 
 from __future__ import annotations
