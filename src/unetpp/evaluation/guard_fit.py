@@ -6,7 +6,7 @@
 - **low-confidence threshold** and **failure**: `unetpp.scoring.risk`'s rules on val;
 - **out of distribution**: per block of the guard's features (the pooled bottleneck features; the input's
   descriptors, `unetpp.runtime.descriptors`), a Mahalanobis reference: the train split's mean, each feature
-  standardised by its train spread (the descriptors' at least `RESOLUTION`) and the covariance shrunk by
+  standardised by its train spread (the descriptors' at least their `RESOLUTION`) and the covariance shrunk by
   Ledoit-Wolf (scikit-learn: a few hundred features from about a hundred images make the plain covariance
   singular; standardising first lets the shrinkage weigh every feature alike). Each threshold is a robust
   bound (`unetpp.scoring.risk.ood_threshold`) of calibration distances from more cases than val holds: the
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from unetpp.data.prepared import Case, prepared_cases
-from unetpp.runtime.descriptors import DESCRIPTORS, RESOLUTION
+from unetpp.runtime.descriptors import blocks
 from unetpp.runtime.guard import Guard, Reference, mahalanobis
 from unetpp.runtime.requestlog import record
 from unetpp.runtime.served import ServedModel
@@ -53,9 +53,10 @@ def fit_guard(model: ServedModel, prepared: Path) -> tuple[Guard, dict[str, Any]
     low = {c: low_threshold(np.clip(raw[c] + offset[c], 0, 1), columns(rows, f"dice_{c}") < failing[c]) for c in names}
     train = features(model, prepared_cases(prepared, "train"))
     val = features(model, prepared_cases(prepared, "val"))
-    blocks = feature_blocks(train.shape[1])
-    fits = [fit_reference(train, val, block, floor) for block, floor in blocks]
-    guard = Guard(estimator, offset, low, tuple(ref for ref, _ in fits))
+    layout = blocks(train.shape[1])
+    level = 1 - (1 - OOD_LEVEL) / len(layout)  # Bonferroni: flagged when either block is over its bound
+    fits = {name: fit_reference(train, val, block, floor, level) for name, (block, floor) in layout.items()}
+    guard = Guard(estimator, offset, low, tuple(ref for ref, _ in fits.values()))
     fitted = {
         "split": "val (estimator, calibration, thresholds); train (feature reference, out-of-fold distances)",
         "estimator": estimator,
@@ -64,30 +65,24 @@ def fit_guard(model: ServedModel, prepared: Path) -> tuple[Guard, dict[str, Any]
         "low_confidence_below": low,
         "val": figures,
         "ood_level": OOD_LEVEL,
-        "ood_blocks": {name: shown for name, (_, shown) in zip(BLOCKS, fits, strict=True)},
+        "ood_blocks": {name: shown for name, (_, shown) in fits.items()},
         "ood_calibration": f"{len(train) + len(val)} distances a block: val {len(val)}, train out-of-fold {len(train)}",
     }
     return guard, fitted
 
 
 OOD_FOLDS = 5  # cross-fitted train distances: each from a reference of the other 4/5
-BLOCKS = ("network", "input")
 
 
-def feature_blocks(width: int) -> list[tuple[slice, float]]:
-    """The guard's feature blocks in a (cases, `width`) matrix, with each one's spread floor: the pooled
-    bottleneck features (none), then the input descriptors (`RESOLUTION`)."""
-    split = width - len(DESCRIPTORS)
-    return [(slice(0, split), 0.0), (slice(split, width), RESOLUTION)]
-
-
-def fit_reference(train: np.ndarray, val: np.ndarray, block: slice, floor: float) -> tuple[Reference, dict[str, Any]]:
+def fit_reference(
+    train: np.ndarray, val: np.ndarray, block: slice, floor: float, level: float
+) -> tuple[Reference, dict[str, Any]]:
     """One block's `Reference` (train's mean and precision, the bound of out-of-fold train and val distances at
-    the Bonferroni level) and what it was fitted with."""
+    `level`) and what it was fitted with."""
     center, precision, shrinkage = reference(train[:, block], floor)
     val_distances = mahalanobis(torch.from_numpy(val[:, block]), center, precision).numpy()
     calibration = np.concatenate([cross_fitted_distances(train[:, block], floor=floor), val_distances])
-    threshold = ood_threshold(calibration, 1 - (1 - OOD_LEVEL) / len(BLOCKS))
+    threshold = ood_threshold(calibration, level)
     ref = Reference(block.start, block.stop, center, precision, threshold)
     return ref, {"features": block.stop - block.start, "threshold": threshold, "shrinkage": shrinkage}
 

@@ -10,7 +10,8 @@ keep what the resampling drops:
 - `log_noise`: log of the finest-scale noise over the image's spread: Donoho's estimate (the median absolute
   diagonal difference of 2 x 2 blocks over 0.6745) on every `ROW_STEP`-th pair of rows of the channel mean.
 
-Both are ratios, so bit depth, channel count and scale do not enter.
+Both are ratios, so bit depth, channel count and scale do not enter. They follow the pooled bottleneck
+features in the vector the guard reads (`with_descriptors`); `BLOCKS` says where each block lies.
 """
 
 from __future__ import annotations
@@ -36,3 +37,15 @@ def input_descriptors(image: np.ndarray) -> torch.Tensor:
     tiny = np.finfo(np.float64).tiny
     noise = math.log((sigma + NOISE_FLOOR * spread + tiny) / (spread + tiny))
     return torch.tensor([math.log(h / w), noise], dtype=torch.float64)
+
+
+def with_descriptors(pooled: torch.Tensor, image: np.ndarray) -> torch.Tensor:
+    """The vector the guard reads of one image: its pooled bottleneck features (F,), then its descriptors."""
+    return torch.cat([pooled, input_descriptors(image).to(pooled)])
+
+
+def blocks(width: int) -> dict[str, tuple[slice, float]]:
+    """Where each block lies in a guard vector of `width`, with the floor of its features' spread: the pooled
+    bottleneck features (`network`, none), then the descriptors (`input`, `RESOLUTION`)."""
+    split = width - len(DESCRIPTORS)
+    return {"network": (slice(0, split), 0.0), "input": (slice(split, width), RESOLUTION)}

@@ -15,7 +15,7 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from unetpp.nn.networks import NodeNet
-from unetpp.runtime.descriptors import input_descriptors
+from unetpp.runtime.descriptors import with_descriptors
 from unetpp.runtime.geometry import OVERLAP, Geometry, network_input
 from unetpp.runtime.inference import inference_context
 from unetpp.runtime.intensity import Intensity
@@ -125,6 +125,6 @@ def forward_images(
         features = torch.stack(pooled).mean(0) if geometry.mode == "whole" else torch.cat(pooled).mean(0)[None]
         passes += zip(heads, features, strict=True)
     return [
-        Inspection(h[answer].mean(0), h, torch.cat([f, input_descriptors(image).to(f)]))
+        Inspection(h[answer].mean(0), h, with_descriptors(f, image))
         for (h, f), image in zip(passes, images, strict=True)
     ]
