@@ -30,9 +30,17 @@ def test_failure_auroc_and_the_low_threshold_separate_failures() -> None:
 def test_the_ood_threshold_is_a_log_normal_bound_one_far_case_cannot_move() -> None:
     logs = np.random.default_rng(0).normal(2.0, 0.3, 40)
     d = np.exp(logs)
-    expected = np.exp(np.median(logs) + 2.3263 * 1.4826 * np.median(np.abs(logs - np.median(logs))))
+    median = np.median(logs)
+    expected = np.exp(median + 2.3263 * (np.quantile(logs, 0.75) - median) / 0.67449)
     assert ood_threshold(d) == pytest.approx(expected, rel=1e-4)
     assert ood_threshold(np.append(d[:-1], 1e6)) == pytest.approx(ood_threshold(d), rel=0.05)  # one far case
     assert np.exp(2.0 + 2.3263 * 0.3) * 0.8 < ood_threshold(d) < np.exp(2.0 + 2.3263 * 0.3) * 1.25
+
+
+def test_the_ood_bound_of_a_one_feature_block_stays_near_its_normal_quantile() -> None:
+    """Distances of one Gaussian feature are |z|: their logarithms reach far below the median, which a
+    symmetric spread reads as width (a bound of about 10 sd); the upper half gives about 2.6 (99%: 2.58)."""
+    d = np.abs(np.random.default_rng(1).normal(0, 1, 400))
+    assert 2.0 < ood_threshold(d) < 3.2
     assert flag_rate_bound(5) == pytest.approx(1 - 0.05 ** (1 / 5))  # the largest of 5: Beta(1, 5)
     assert 0.05 < flag_rate_bound(400) < 0.07 and flag_rate_bound(400) < flag_rate_bound(40)

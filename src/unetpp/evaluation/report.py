@@ -253,8 +253,8 @@ def report(runs: dict[str, tuple[Path, Path, Path]], names: list[str], out: Path
         "## Out-of-distribution flag (share of answers flagged)",
         "",
         "Mahalanobis distances to the train split's, of the bottleneck features and of the input's shape and "
-        "noise at its own size, each over a robust 99.5% bound (log-normal, median and MAD) of val's distances "
-        "and train's out-of-fold ones; flagged when either is over. The foreign set is made "
+        "noise at its own size, each over a robust 99.5% bound (log-normal, median and upper quartile) of val's "
+        "distances and train's out-of-fold ones; flagged when either is over. The foreign set is made "
         "from the first test images (`unetpp.scoring.foreign`).",
         "",
         *ood_table(tests),

@@ -11,12 +11,16 @@ The rules, each from the data (none tuned to a data set):
 - **low-confidence threshold**, per class: the confidence that best separates val's failures from the
   rest (Youden's J on the ROC curve); where val holds no failure or no success, the lowest val confidence.
 - **out of distribution**: flagged over a robust log-normal bound of the calibration distances
-  (`ood_threshold`): exp(median + z(`OOD_LEVEL`) x 1.4826 MAD) of their logarithms, a 99% bound that one
-  far calibration case cannot move (the median and MAD ignore it). A split-conformal quantile is the largest
-  distance below 19 cases, which a single unusual val image then sets: on a 50-photograph set it left 16%
-  of in-distribution test photographs flagged, on another draw of a generated set a third of foreign ones
-  unflagged. Mahalanobis distances of pooled features are skewed and positive: logarithms are near
-  normal.
+  (`ood_threshold`): exp(median + z(`OOD_LEVEL`) x the upper spread) of their logarithms, the upper spread
+  (upper quartile - median) / z(0.75): a 99% bound that one far calibration case cannot move (the quartiles
+  ignore it). The upper half alone, because only the upper tail is bounded and the lower one stretches as a
+  block's features get fewer: of a block of two descriptors, distances near 0 have logarithms toward minus
+  infinity, and the symmetric MAD had set a generated set's bound at 36 standard deviations (uniform noise
+  passed); the pooled features' log-distances are near symmetric and keep their bound within 10%. A
+  split-conformal quantile is the largest distance below 19 cases, which a single unusual val image then
+  sets: on a 50-photograph set it left 16% of in-distribution test photographs flagged, on another draw of a
+  generated set a third of foreign ones unflagged. Mahalanobis distances of pooled features are skewed and
+  positive: logarithms are near normal.
 
 The area under the risk-coverage curve is written here (its four lines): no library of the stack has it.
 """
@@ -77,13 +81,13 @@ def conformal_rank(n: int, alpha: float = OOD_ALPHA) -> int:
 
 
 def ood_threshold(distances: np.ndarray, level: float = OOD_LEVEL) -> float:
-    """exp(median + z(level) x 1.4826 MAD) of the calibration distances' logarithms (MAD x 1.4826: the
-    standard deviation of a normal, from the median absolute deviation)."""
+    """exp(median + z(level) x upper spread) of the calibration distances' logarithms, the upper spread
+    (upper quartile - median) / z(0.75): a normal's standard deviation, from its upper half alone."""
     from scipy.stats import norm
 
     logs = np.log(np.asarray(distances, float))
     center = float(np.median(logs))
-    spread = 1.4826 * float(np.median(np.abs(logs - center)))
+    spread = (float(np.quantile(logs, 0.75)) - center) / float(norm.ppf(0.75))
     return float(np.exp(center + norm.ppf(level) * spread))
 
 
