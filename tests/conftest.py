@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -14,10 +15,27 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.background import Background, wanted
 from unetpp.data.synthetic import generate_fundus
 from unetpp.nn.networks import NodeNet
 from unetpp.params import Params
 from unetpp.stack.servers import Stack
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "background(name): reads the heavy run `name` started as the session starts (tests/background.py)"
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Background]:
+    """The heavy runs the collected tests read (`tests.background`), started as the session starts."""
+    runs = Background(wanted(request.session.items), tmp_path_factory)
+    try:
+        yield runs
+    finally:
+        runs.close()
 
 
 @pytest.fixture(autouse=True)
@@ -83,11 +101,11 @@ def folder_dataset(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def team_stack() -> Iterator[Stack]:
-    """The team's servers (PostgreSQL, MLflow on it, Prefect) on loopback in a temporary folder, started once
-    for the session and stopped by PID. Skipped, with the reason in pytest's summary, only when the
-    PostgreSQL server binaries are absent."""
+@contextlib.contextmanager
+def running_stack() -> Iterator[Stack]:
+    """The team's servers (PostgreSQL, MLflow on it, Prefect) on loopback in a temporary folder, stopped by
+    PID after. Skipped, with the reason in pytest's summary, only when the PostgreSQL server binaries are
+    absent."""
     from unetpp.stack import postgres
     from unetpp.stack.processes import StackError
 
@@ -104,3 +122,10 @@ def team_stack() -> Iterator[Stack]:
     finally:
         stack.down()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def team_stack() -> Iterator[Stack]:
+    """One `running_stack` for the session."""
+    with running_stack() as stack:
+        yield stack

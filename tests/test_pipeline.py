@@ -4,28 +4,37 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
+from tests.background import Background, heavy_run
 from tests.project import run, tiny_project
 
 STAGES = ("summarize", "ingest", "validate", "plan", "train", "evaluate", "select", "test", "baseline", "report")
 
 
-@pytest.fixture(scope="module")
-def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+@heavy_run("pipeline")
+def _retrained(tmp: Path, environ: Mapping[str, str]) -> tuple[Path, str]:
     """The retrain flow (every DVC stage, register, gate, package) on a tiny copy of the project with nothing
     configured, as `bash scripts/run.sh` runs it: MLflow in the project's `mlruns/`, Prefect's per-process
-    server. Its folder and output (each test that uses it fails, not skips, when it breaks)."""
-    project = tiny_project(tmp_path_factory.mktemp("pipeline") / "repo")
-    first = run([sys.executable, "-m", "pipelines.retrain"], project, MLFLOW_TRACKING_URI="")
+    server. Its folder and output."""
+    project = tiny_project(tmp / "repo", environ=environ)
+    first = run([sys.executable, "-m", "pipelines.retrain"], project, environ, MLFLOW_TRACKING_URI="")
     out = first.stdout + first.stderr
     assert first.returncode == 0, out[-3000:]
     return project, out
 
 
+@pytest.fixture(scope="module")
+def reproduced(background: Background) -> tuple[Path, str]:
+    """The background run's folder and output (each test that uses it fails, not skips, when it broke)."""
+    return background.result("pipeline")
+
+
 @pytest.mark.slow
+@pytest.mark.background("pipeline")
 def test_dvc_repro_end_to_end(reproduced: tuple[Path, str]) -> None:
     project, stdout = reproduced
     for stage in STAGES:
@@ -102,6 +111,7 @@ def test_dvc_repro_end_to_end(reproduced: tuple[Path, str]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.background("pipeline")
 def test_mlflow_run_holds_params_metrics_artifacts_and_a_model(reproduced: tuple[Path, str]) -> None:
     import mlflow
     import numpy as np

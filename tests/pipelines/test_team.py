@@ -14,15 +14,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
-from tests.conftest import Stack, labelled_pairs
+from tests.background import Background, heavy_run
+from tests.conftest import labelled_pairs, running_stack
 from tests.params import TINY, project_params
 from tests.project import BUSY, ROOT, command_env, commit, free_ports, run, tiny_project
+from unetpp.stack.servers import Stack
 
 PY = sys.executable
 GATE_TAGS = {
@@ -31,15 +34,15 @@ GATE_TAGS = {
 }  # fmt: skip
 
 
-def _clone(origin: Path, dest: Path) -> Path:
+def _clone(origin: Path, dest: Path, environ: Mapping[str, str]) -> Path:
     """A colleague's fresh clone with the remote's data and models (`git clone && dvc pull`)."""
-    assert run(["git", "clone", "-q", str(origin), str(dest)], origin.parent).returncode == 0
-    pulled = run(["dvc", "pull"], dest)
+    assert run(["git", "clone", "-q", str(origin), str(dest)], origin.parent, environ).returncode == 0
+    pulled = run(["dvc", "pull"], dest, environ)
     assert pulled.returncode == 0, pulled.stdout[-2000:] + pulled.stderr[-2000:]
     return dest
 
 
-def _serve_and_ask(project: Path, env: dict[str, str], image: Path) -> dict:
+def _serve_and_ask(project: Path, environ: Mapping[str, str], env: dict[str, str], image: Path) -> dict:
     """`unetpp serve package && unetpp serve start` on free ports, one `unetpp predict`, stop: the answer."""
     names = ("inference_port", "management_port", "metrics_port", "grpc_inference_port", "grpc_management_port")
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -47,21 +50,23 @@ def _serve_and_ask(project: Path, env: dict[str, str], image: Path) -> dict:
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     try:
         for action in ("package", "start"):
-            done = run(["unetpp", "serve", action], project, **env)
+            done = run(["unetpp", "serve", action], project, environ, **env)
             assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-        asked = run(["unetpp", "predict", str(image), "--overlay", str(project / "overlay.png")], project, **env)
+        overlay = str(project / "overlay.png")
+        asked = run(["unetpp", "predict", str(image), "--overlay", overlay], project, environ, **env)
         assert asked.returncode == 0, asked.stderr[-2000:]
         return json.loads(asked.stdout)
     finally:
-        run(["unetpp", "serve", "stop"], project, **env)
+        run(["unetpp", "serve", "stop"], project, environ, **env)
 
 
 class Flow:
     """`python -m pipelines.retrain` in a host's folder, its output collected line by line as it comes."""
 
-    def __init__(self, project: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([PY, "-m", "pipelines.retrain"], cwd=project, env=command_env(project, **env),
-                                     text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    def __init__(self, project: Path, environ: Mapping[str, str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen([PY, "-m", "pipelines.retrain"], cwd=project,
+                                     env=command_env(project, environ, **env), text=True, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)  # fmt: skip
         self.lines: list[str] = []
         self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout or []), daemon=True)
         self.reader.start()
@@ -77,9 +82,22 @@ class Flow:
         return out
 
 
+@heavy_run("team")
+def _a_team_month(tmp_path: Path, environ: Mapping[str, str]) -> str:
+    """The whole scenario of the module doc, each step checked as it comes, on a stack of its own (the
+    session's is stopped and started by tests/stack); what the two gates did, as lines."""
+    with running_stack() as stack:
+        return _scenario(stack, tmp_path, environ)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(BUSY)
-def test_a_team_retrains_a_growing_folder_on_one_stack(team_stack: Stack, tmp_path: Path) -> None:
+@pytest.mark.background("team")
+def test_a_team_retrains_a_growing_folder_on_one_stack(background: Background) -> None:
+    print(background.result("team"))
+
+
+def _scenario(team_stack: Stack, tmp_path: Path, environ: Mapping[str, str]) -> str:
     from mlflow.tracking import MlflowClient
 
     from unetpp.registry.lock import PROMOTION_LIMIT
@@ -88,13 +106,13 @@ def test_a_team_retrains_a_growing_folder_on_one_stack(team_stack: Stack, tmp_pa
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     source = tmp_path / "source"
     labelled_pairs(source, range(12), size=96)  # by rank: 8 train, 2 val, 2 test
-    a = tiny_project(tmp_path / "a", git=True)
+    a = tiny_project(tmp_path / "a", git=True, environ=environ)
     folder = {"model": {"class_names": ["disc"]}, "data": {"source": "folder", "path": str(source)}}
     (a / "params.yaml").write_text(yaml.safe_dump(project_params(TINY, folder)))
-    assert run(["dvc", "remote", "add", "-d", "team", str(tmp_path / "remote")], a).returncode == 0
-    commit(a, "the project, with its DVC remote")
+    assert run(["dvc", "remote", "add", "-d", "team", str(tmp_path / "remote")], a, environ).returncode == 0
+    commit(a, "the project, with its DVC remote", environ)
 
-    first = run([PY, "-m", "pipelines.retrain", "--push"], a, **env)
+    first = run([PY, "-m", "pipelines.retrain", "--push"], a, environ, **env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "12 samples: new 12 (test 2, train 8, val 2)" in first.stdout
     assert "promotion: promoted: no champion yet" in first.stdout and "remote:    team:" in first.stdout
@@ -104,23 +122,23 @@ def test_a_team_retrains_a_growing_folder_on_one_stack(team_stack: Stack, tmp_pa
     found = requests.post(f"{env['PREFECT_API_URL']}/artifacts/filter", json={"artifacts": {"key": {"any_": [
         "promotion"]}}}, timeout=10).json()  # fmt: skip
     assert found and "champion now: version 1" in found[0]["data"]  # the flow's artifacts, on the team's server
-    commit(a, "retrained")
+    commit(a, "retrained", environ)
     ledger = (a / "splits.csv").read_text().splitlines()
 
-    b = _clone(a, tmp_path / "b")
-    again = run(["dvc", "repro"], b, **env)
+    b = _clone(a, tmp_path / "b", environ)
+    again = run(["dvc", "repro"], b, environ, **env)
     assert again.returncode == 0 and "Running stage" not in again.stdout, again.stdout[-3000:]
-    answer = _serve_and_ask(b, env, source / "images" / "eye000.png")
+    answer = _serve_and_ask(b, environ, env, source / "images" / "eye000.png")
     assert answer["model"]["version"] == "1" and set(answer["classes"]) == {"disc"}
 
-    c = _clone(a, tmp_path / "c")
+    c = _clone(a, tmp_path / "c", environ)
     labelled_pairs(source, range(12, 20), size=96)  # a month of labelling, by hash: 4 train, 3 val, 1 test
     holder = subprocess.Popen([PY, "-m", "tests.registry.holder", "-", str(tmp_path / "holder")], cwd=ROOT,
-                              env=command_env(tmp_path, **env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              env=command_env(tmp_path, environ, **env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True)  # fmt: skip
     assert holder.stdout is not None and holder.stdin is not None
     assert holder.stdout.readline().startswith("held")  # a third host holds the registry ...
-    flows = [Flow(host, env) for host in (a, c)]  # ... while A and C retrain, and both wait for it
+    flows = [Flow(host, environ, env) for host in (a, c)]  # ... while A and C retrain, and both wait for it
     deadline = time.monotonic() + BUSY
     while not all(f.saw("register: taking the promotion lock") for f in flows):
         assert all(f.proc.poll() is None for f in flows) and time.monotonic() < deadline
@@ -140,11 +158,11 @@ def test_a_team_retrains_a_growing_folder_on_one_stack(team_stack: Stack, tmp_pa
         assert held["gate.cases"] == "5" and held["gate.difference_ci95"].startswith("["), held
     first_gate, second_gate = sorted(tags, key=lambda v: tags[v]["gate.started"])
     aliases = client.get_registered_model("unetpp").aliases
-    print("\n".join(
+    gates = "\n".join(
         [f"gate of version {v}: {tags[v]['gate.started']} .. {tags[v]['gate.at']}, champion then "
          f"{tags[v]['gate.champion_version']}: {tags[v]['gate.decision']}" for v in (first_gate, second_gate)]
         + [f"aliases after both: {dict(sorted(aliases.items()))}"]
-    ))  # fmt: skip
+    )  # fmt: skip
     assert tags[first_gate]["gate.at"] <= tags[second_gate]["gate.started"]  # one gate at a time
     assert tags[first_gate]["gate.champion_version"] == "1"
     after_first = first_gate if tags[first_gate]["gate.decision"] == "promoted" else "1"
@@ -156,3 +174,4 @@ def test_a_team_retrains_a_growing_folder_on_one_stack(team_stack: Stack, tmp_pa
         assert aliases["previous"] == replaced and replaced in {"1", first_gate}
     for host in (a, c):  # 20 ids: the first 12 sort first and kept their splits
         assert (host / "splits.csv").read_text().splitlines()[: len(ledger)] == ledger
+    return gates

@@ -4,12 +4,15 @@ do not belong to their images stops at `train` with exit 3 and a message naming 
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from tests.background import Background, heavy_run
 from tests.kinds import unrelated
 from tests.params import TINY, project_params, tiny_params
 from tests.project import run, tiny_project
@@ -125,10 +128,12 @@ def test_still_learning_at_the_cap_is_a_warning_and_a_model_at_the_prior_is_refu
         check_learning(prior, params, recipe, ending(3, prior, 1, 3, 1, 0.001), train, val)
 
 
-@pytest.mark.slow
-def test_dvc_repro_stops_at_train_when_masks_do_not_match_images(tmp_path: Path) -> None:
-    project = tiny_project(tmp_path / "repo")
-    source = tmp_path / "unrelated"
+@heavy_run("unrelated-masks")
+def _unrelated(tmp: Path, environ: Mapping[str, str]) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`dvc repro` of a tiny project on fundus images whose masks belong to other images: the project and
+    the finished command (its exit code in `exit.json` beside the project)."""
+    project = tiny_project(tmp / "repo", environ=environ)
+    source = tmp / "unrelated"
     unrelated(source, count=10, side=96)
     raw = project_params(
         TINY,
@@ -139,8 +144,14 @@ def test_dvc_repro_stops_at_train_when_masks_do_not_match_images(tmp_path: Path)
         },
     )
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
-    exit_file = tmp_path / "exit.json"
-    proc = run(["dvc", "repro"], project, UNETPP_EXIT_FILE=str(exit_file))
+    return project, run(["dvc", "repro"], project, environ, UNETPP_EXIT_FILE=str(tmp / "exit.json"))
+
+
+@pytest.mark.slow
+@pytest.mark.background("unrelated-masks")
+def test_dvc_repro_stops_at_train_when_masks_do_not_match_images(background: Background) -> None:
+    project, proc = background.result("unrelated-masks")
+    exit_file = project.parent / "exit.json"
     assert proc.returncode != 0
     assert "Running stage 'train'" in proc.stdout and "Running stage 'evaluate'" not in proc.stdout
     assert json.loads(exit_file.read_text())["code"] == 3
