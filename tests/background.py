@@ -6,7 +6,8 @@ tests mark themselves `@pytest.mark.background("name")`; the session starts the 
 ask for, `WORKERS` at a time (their subprocesses use the idle core), in the order those tests come, and
 each test takes its run's result with `Background.result` (a run that failed fails its tests, never
 skips them). Runs see the environment as it was when the session started, not a foreground test's
-monkeypatching.
+monkeypatching, with one thread per command: two OpenMP teams of 2 threads on 2 cores spin against each
+other (a first try with the runs' commands on 2 threads each took longer than the serial suite).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Background:
         unknown = [n for n in names if n not in RUNS]
         if unknown:
             raise ValueError(f"no background run registered as {unknown}")
-        environ = dict(os.environ)
+        environ = dict(os.environ) | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="background-run")
         self.futures: dict[str, Future[Any]] = {n: self.pool.submit(RUNS[n], factory.mktemp(n), environ) for n in names}
 
