@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from unetpp.errors import UserError
-from unetpp.params import Params
+from unetpp.params import Params, TrainParams
 from unetpp.runtime.geometry import Geometry
 from unetpp.runtime.intensity import Intensity
 
@@ -79,11 +79,19 @@ def derive(
     """The recipe as {name: {value, from, rule}}; `forward_flops` is one forward at image_size (a whole image
     or a patch: a step costs the same either way), `geometry` the resolution rule's choice and entry,
     `intensity` the channels' rule (`intensity_rule`)."""
-    tp, size, n_train = params.train, params.data.image_size, fp["images"]["train"]
+    n_train = fp["images"]["train"]
     if n_train < 1:
         raise UserError("the plan needs at least one training image; the manifest has none")
-    out: dict[str, dict[str, Any]] = {}
+    out = _schedule(params.train, n_train, forward_flops)
+    out |= _reading(params, fp, intensity)
+    out["geometry"] = _checked(fp, *geometry)
+    return out
 
+
+def _schedule(tp: TrainParams, n_train: int, forward_flops: int) -> dict[str, dict[str, Any]]:
+    """How long and how fast: the batch, epochs and steps the budget buys, the cap past them, patience,
+    learning-rate decay, weight averaging and how often to validate."""
+    out: dict[str, dict[str, Any]] = {}
     batch = min(MAX_BATCH, n_train) if tp.batch_size == "auto" else tp.batch_size
     out["batch_size"] = _entry(batch, f"min({MAX_BATCH}, training images = {n_train})", tp.batch_size != "auto")
     per_epoch = math.ceil(n_train / batch)
@@ -136,6 +144,14 @@ def derive(
     else:
         decay, rule = tp.ema_decay, "set in params.yaml"
     out["ema_decay"] = _entry(decay, rule, tp.ema_decay != "auto")
+    out["val_every"] = _entry(val_every, f"ceil(epochs {epochs} / {MAX_VALIDATIONS}), and after the last epoch", False)
+    return out
+
+
+def _reading(params: Params, fp: dict[str, Any], intensity: Intensity) -> dict[str, dict[str, Any]]:
+    """What each training image becomes: its flips and shifts, its channels and its intensity reading."""
+    size = params.data.image_size
+    out: dict[str, dict[str, Any]] = {}
     flips = (1,) if params.fundus else (0, 1)
     out["flip_axes"] = _entry(
         list(flips),
@@ -160,8 +176,6 @@ def derive(
         + f"{[c['outlier_tail'] for c in fp['intensity']]} is {'over' if intensity.clip else 'at most'} {OUTLIER_TAIL}",
         False,
     )
-    out["geometry"] = _checked(fp, *geometry)
-    out["val_every"] = _entry(val_every, f"ceil(epochs {epochs} / {MAX_VALIDATIONS}), and after the last epoch", False)
     return out
 
 
