@@ -64,8 +64,9 @@ def run(
     args: list[str], cwd: Path, environ: Mapping[str, str] | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """A command in `cwd` (see `command_env`), waited for."""
-    env_ = command_env(cwd, environ, **env)
-    return subprocess.run(args, cwd=cwd, env=env_, capture_output=True, text=True, timeout=BUSY)
+    return subprocess.run(
+        args, cwd=cwd, env=command_env(cwd, environ, **env), capture_output=True, text=True, timeout=BUSY
+    )
 
 
 def free_ports(n: int) -> list[int]:

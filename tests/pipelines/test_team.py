@@ -94,7 +94,10 @@ def _a_team_month(tmp_path: Path, environ: Mapping[str, str]) -> str:
 @pytest.mark.timeout(BUSY)
 @pytest.mark.background("team")
 def test_a_team_retrains_a_growing_folder_on_one_stack(background: Background) -> None:
-    print(background.result("team"))
+    """The scenario's checks run as it goes (`_scenario`); a failed one is raised here."""
+    gates = background.result("team")
+    assert gates.count("gate of version") == 2, gates
+    print(gates)
 
 
 def _scenario(team_stack: Stack, tmp_path: Path, environ: Mapping[str, str]) -> str:
