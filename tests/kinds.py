@@ -104,10 +104,10 @@ def offset16(root: Path, count: int = 20, side: int = 160, stretched: bool = Fal
 
 
 def two_channel(root: Path, count: int = 14, side: int = 128, radius: tuple[float, float] = (5, 9)) -> list[str]:
-    """2-channel 16-bit TIFFs stored channel-first (C, H, W), as microscopes write them: channel 1 holds
-    blobs that are not the target, channel 2 the targets alone, both alike in size and brightness. A model
-    that drops channel 2 sees no target; one that averages the channels cannot tell targets from the others.
-    Binary masks 0/255 of the targets. Returns the class names."""
+    """2-channel 16-bit TIFFs stored channel-first (C, H, W), as microscopes write them, of a 12-bit range (all
+    values below 4,096): channel 1 holds blobs that are not the target, channel 2 the targets alone, both
+    alike in size and brightness. A model that drops channel 2 sees no target; one that averages the
+    channels cannot tell targets from the others. Binary masks 0/255 of the targets. Returns the class names."""
     for sub in ("images", "masks"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     for i in range(count):

@@ -3,6 +3,7 @@ one node or two."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -122,11 +123,13 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(workspace: Path) -> N
         ["unetpp", "train"], cwd=killed, env=_env(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     last = killed / "models/last.pt"
+    saved: set[tuple[int, int]] = set()  # each epoch's save, renamed onto last.pt: a new (inode, mtime)
     deadline = time.time() + 300
-    while time.time() < deadline:
-        if last.is_file() and torch.load(last, weights_only=True)["epoch"] >= 1:
-            break
-        time.sleep(0.05)
+    while len(saved) < 2 and time.time() < deadline:  # by stat alone: a torch.load here let epochs slip by
+        with contextlib.suppress(FileNotFoundError):
+            stat = last.stat()
+            saved.add((stat.st_ino, stat.st_mtime_ns))
+        time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     interrupted_at = torch.load(last, weights_only=True)["epoch"]

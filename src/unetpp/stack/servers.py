@@ -186,7 +186,9 @@ class Stack:
         if state.host not in ("127.0.0.1", "localhost"):  # MLflow matches the whole Host header, port included
             names = {_machine_name(), socket.gethostname(), "localhost", "127.0.0.1", state.host} - set(WILDCARDS)
             command += ["--allowed-hosts", ",".join(f"{name}:*" for name in sorted(names))]
-        pid = spawn(command, log, env={**QUIET, **self._pg_env()}, cwd=self.folder)
+        # no job runner: its six huey consumers poll for GenAI scorer jobs this project never submits
+        env = {**QUIET, **self._pg_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        pid = spawn(command, log, env=env, cwd=self.folder)
         return Launch(pid, lambda: _healthy(f"http://{_probe(state.host)}:{port}/health"), log)
 
     def _launch_prefect(self, state: State) -> Launch:

@@ -214,7 +214,8 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
     tp, names = params.train, params.model.class_names
     device = training_device(tp.device)
     torch.manual_seed(tp.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # = use_deterministic_algorithms(True, warn_only=True) without its import of Inductor's config (2-6 s a stage)
+    torch.set_deterministic_debug_mode("warn")
 
     geometry = recipe.geometry
     train_loader, val_loader = loaders(params, recipe, prepared, rank, world)
