@@ -10,9 +10,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  # --no-compile: pip's byte-compiling of every installed module was a third of the install (173 s to 117 s
-  # on 2 cores); Python compiles the modules a process imports, once, on first use
-  .venv/bin/python -m pip install -q --no-compile -e '.[dev]'
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

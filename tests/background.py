@@ -7,9 +7,7 @@ ask for, `WORKERS` at a time (their subprocesses use the idle core), in the orde
 each test takes its run's result with `Background.result` (a run that failed fails its tests, never
 skips them). Runs see the environment as it was when the session started, not a foreground test's
 monkeypatching, with one thread per command: two OpenMP teams of 2 threads on 2 cores spin against each
-other (a first try with the runs' commands on 2 threads each took longer than the serial suite). For the
-same reason the foreground's torch runs on one thread while a run is busy and on two after (tests/conftest):
-a fixture fitting a small model used 207 CPU-s on 2 threads beside two busy processes, 171 on one, 59 alone.
+other (a first try with the runs' commands on 2 threads each took longer than the serial suite).
 """
 
 from __future__ import annotations
@@ -59,10 +57,6 @@ class Background:
         environ = dict(os.environ) | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="background-run")
         self.futures: dict[str, Future[Any]] = {n: self.pool.submit(RUNS[n], factory.mktemp(n), environ) for n in names}
-
-    def busy(self) -> bool:
-        """Whether a run is still queued or running (each on one of the two cores)."""
-        return any(not future.done() for future in self.futures.values())
 
     def result(self, name: str) -> Any:
         if name not in self.futures:

@@ -32,7 +32,6 @@ def pytest_configure(config: pytest.Config) -> None:
 def background(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Background]:
     """The heavy runs the collected tests read (`tests.background`), started as the session starts."""
     runs = Background(wanted(request.session.items), tmp_path_factory)
-    torch.set_num_threads(1 if runs.busy() else 2)  # for the fixtures set up before a test's `_seed` too
     try:
         yield runs
     finally:
@@ -40,10 +39,9 @@ def background(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture(autouse=True)
-def _seed(background: Background) -> None:
-    """Seed 0; torch on both cores, or on one while a background run holds the other (`tests.background`)."""
+def _seed() -> None:
     torch.manual_seed(0)
-    torch.set_num_threads(1 if background.busy() else 2)
+    torch.set_num_threads(2)
 
 
 def randomize_batchnorm(model: NodeNet) -> NodeNet:
