@@ -5,7 +5,7 @@ drift in machine load touches them alike; medians are reported. Printed ratios: 
 same mode, and Lk / L4 of ours; beside each variant, the served pass with its guard (every held
 head, probes included, and the pooled bottleneck features: `guard_outputs`). MONAI computes all 15
 nodes whatever head is asked for, so its cost is the same at every level: it is timed once per mode
-(its L4 heads), which leaves more rounds. GFLOP/s (torch.utils.flop_counter) sit next to a
+(its L4 heads), which leaves more rounds. GFLOP/s (`unetpp.scoring.cost.count_flops`) sit next to a
 3x3-convolution peak measured in the same run.
 
 Usage: python bench/latency.py [--size 256] [--threads 2] [--repeats 7] [--no-compile]

@@ -128,9 +128,9 @@ def test_a_12bit_target_in_the_second_channel_only_is_learned_and_only_ingest_an
     background: Background,
 ) -> None:
     """Through `test`, on 16-bit TIFFs holding a 12-bit range (read in its units, not scaled by 65535): the
-    selected, pruned model carries the 2-channel reading and scores the held-out
-    split as served, at the source resolution. Each `unetpp` process is watched by an audit hook: `ingest`
-    measures the test files for the gate, `test` scores them, no other stage opens one."""
+    selected, pruned model carries the 2-channel reading and scores the held-out split as served, at the
+    source resolution. Each `unetpp` process is watched by an audit hook: `ingest` measures the test files
+    for the gate, `test` scores them, no other stage opens one."""
     plan, best = background.result("kind-2channel")
     source, log = plan["project"].parent / "wells", plan["project"].parent / "opened.log"
     assert plan["fingerprint"]["channels"] == [2] and len(plan["fingerprint"]["intensity"]) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import psycopg2
@@ -24,6 +25,20 @@ def _experiments(stack: Stack) -> set[str]:
 
 
 @pytest.mark.slow
+def _descendants(pid: int) -> list[str]:
+    """The command lines of every process below `pid` (`ps`, walked from the parent ids)."""
+    rows = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=True).stdout
+    table = [row.split(None, 2) for row in rows.splitlines() if len(row.split(None, 2)) == 3]
+    below, found = {pid}, []
+    for _ in range(len(table)):
+        new = [(int(p), args) for p, parent, args in table if int(parent) in below and int(p) not in below]
+        if not new:
+            break
+        below |= {p for p, _ in new}
+        found += [args for _, args in new]
+    return found
+
+
 def test_up_prints_urls_down_stops_by_pid_and_the_data_stay(
     team_stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -40,6 +55,8 @@ def test_up_prints_urls_down_stops_by_pid_and_the_data_stay(
     text = capsys.readouterr().out
     assert text.strip() == render(status) and f"export MLFLOW_TRACKING_URI={env['MLFLOW_TRACKING_URI']}" in text
     assert requests.get(f"{env['PREFECT_API_URL']}/health", timeout=5).json() is True
+    commands = _descendants(status["services"]["mlflow"]["pid"])
+    assert commands and not any("mlflow.server.jobs" in c or "huey" in c for c in commands), commands  # no job runner
     name = "kept-between-runs"
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     if client.get_experiment_by_name(name) is None:
