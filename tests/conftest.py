@@ -15,17 +15,27 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.background import Background, wanted
+from tests.background import ONE_THREAD, Background, wanted
 from unetpp.data.synthetic import generate_fundus
 from unetpp.nn.networks import NodeNet
 from unetpp.params import Params
 from unetpp.stack.servers import Stack
+
+CORES = torch.get_num_threads()  # torch's default: the machine's cores
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "background(name): reads the heavy run `name` started as the session starts (tests/background.py)"
     )
+    os.environ.update(ONE_THREAD)  # the commands fixtures of any scope start, while background runs go ...
+    torch.set_num_threads(1)  # ... and this process
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that read a background run last, so the foreground works while the runs do, instead of
+    waiting for one halfway through (2 and 4 min of waiting before)."""
+    items.sort(key=lambda item: item.get_closest_marker("background") is not None)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,9 +49,16 @@ def background(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture(autouse=True)
-def _seed() -> None:
+def _seed(background: Background, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seeded; one thread per process while background runs share the cores, all of them once they ended
+    (tests/background.py), whatever a test before set."""
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    if background.busy():
+        torch.set_num_threads(1)
+    else:
+        torch.set_num_threads(CORES)
+        for name in ONE_THREAD:  # the commands the test starts
+            monkeypatch.delenv(name, raising=False)
 
 
 def randomize_batchnorm(model: NodeNet) -> NodeNet:

@@ -20,6 +20,7 @@ TINY: dict[str, Any] = {
     "train": {"epochs": 2, "batch_size": 4, "lr": 0.003, "learning_guard": False, "scale": "whole"},
     "evaluate": {"repeats": 3, "warmup": 1, "overlays": 2},
     "promote": {"min_dice": 0.0},
+    "serve": {"threads": 1},  # one thread per lane (tests/background.py)
 }
 
 
