@@ -23,7 +23,6 @@ import yaml
 
 from unetpp.errors import UserError
 from unetpp.params import Params
-from unetpp.registry.promotion import CHAMPION, Registry, RegistryError
 from unetpp.runtime.requestlog import ENV
 
 HERE = Path(__file__).resolve().parent  # the handler and TorchServe's config live beside this file
@@ -60,6 +59,9 @@ class Server:
         once), model-config.yaml (batching, the registry version, threads and limits), the handler, and what
         the served model needs of `unetpp` (`SHIPPED`).
         """
+        # here, not at the top: the registry's gate brings MONAI, seconds that start, stop and status never need
+        from unetpp.registry.promotion import CHAMPION, Registry, RegistryError
+
         registry = Registry(self.params, self.root)
         mv = registry.version(version) if version else registry.by_alias(CHAMPION)
         if mv is None:
