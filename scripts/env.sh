@@ -17,17 +17,11 @@ if [ ! -f "$stamp" ]; then
   # would otherwise compile each module it imports from source.
   torch=$(grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
   .venv/bin/python -m pip install -q --no-deps "$torch" uv==0.13.9
-  (  # uv reads none of pip's configuration: it gets the indexes, links and constraints pip would use, and
-     # takes the best match across them as pip does (uv's own default stops at the first index holding a name)
-    export UV_INDEX_STRATEGY=unsafe-best-match
-    setting() { .venv/bin/python -m pip config list 2>/dev/null | sed -n "s/^[^.]*\.$1='\(.*\)'$/\1/p" | head -1; }
-    for pair in index-url:UV_INDEX_URL extra-index-url:UV_EXTRA_INDEX_URL find-links:UV_FIND_LINKS \
-      constraint:UV_CONSTRAINT; do
-      value=$(setting "${pair%%:*}")
-      [ -z "$value" ] || export "${pair#*:}=$value"
-    done
-    [ -z "${UV_FIND_LINKS:-}" ] || export UV_FIND_LINKS=${UV_FIND_LINKS// /,}  # uv: commas, pip: spaces
-    .venv/bin/uv pip install -q --python .venv/bin/python --compile-bytecode -e '.[dev]'
+  (  # uv reads no pip configuration (scripts/pip_to_uv.py), and takes the best match across the indexes as
+     # pip does: uv's own default stops at the first index that holds a name
+    eval "$(.venv/bin/python -m pip config list | .venv/bin/python scripts/pip_to_uv.py)"
+    UV_INDEX_STRATEGY=unsafe-best-match .venv/bin/uv pip install -q --python .venv/bin/python --compile-bytecode \
+      -e '.[dev]'
   )
   rm -f .venv/.installed-*
   touch "$stamp"

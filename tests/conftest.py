@@ -21,7 +21,7 @@ from unetpp.nn.networks import NodeNet
 from unetpp.params import Params
 from unetpp.stack.servers import Stack
 
-CORES = torch.get_num_threads()  # torch's default: the machine's cores
+CORES = min(torch.get_num_threads(), len(os.sched_getaffinity(0)))  # torch's default, within the CPUs we may use
 
 
 def pytest_configure(config: pytest.Config) -> None:
