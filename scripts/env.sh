@@ -12,7 +12,7 @@ stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   # The pinned torch with pip, which reads this machine's pip configuration (where it points at a CPU build
   # on disk, that one), and uv; then the rest with uv, which keeps that torch and resolves, downloads and
-  # installs in parallel: the same packages at the same versions as pip's, the whole install 80 s against
+  # installs in parallel: the same packages at the same versions as pip's, the whole install 88-106 s against
   # 173 s on 2 cores. Byte-compiled at install as pip does: with PYTHONDONTWRITEBYTECODE set, every process
   # would otherwise compile each module it imports from source.
   torch=$(grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
