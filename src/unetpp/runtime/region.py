@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from unetpp.runtime.readout import probabilities_at
+from unetpp.runtime.readout import bbox, probabilities_at
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,10 @@ def region_box(masks: np.ndarray, margin: float) -> Box | None:
     """The square around the union of (classes, H, W) `masks`, its side the union's larger extent widened by
     `margin` of it on each side; None when the masks are empty."""
     union = masks.any(0)
-    rows, cols = np.flatnonzero(union.any(1)), np.flatnonzero(union.any(0))
-    if rows.size == 0:
+    found = bbox(union)
+    if found is None:
         return None
-    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    left, top, right, bottom = found[0], found[1], found[2] + 1, found[3] + 1  # inclusive to half-open
     side = max(bottom - top, right - left) * (1 + 2 * margin)
     return square_box((top + bottom) / 2, (left + right) / 2, side, *union.shape)
 
