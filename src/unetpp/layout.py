@@ -28,6 +28,12 @@ def last_checkpoint(models: Path) -> Path:
     return models / "last.pt"
 
 
+def coarse_models(models: Path) -> Path:
+    """A cascade's first stage while training (its best.pt, last.pt, curve): scratch, git-ignored; the second
+    stage's best.pt holds it."""
+    return models / "coarse"
+
+
 def run_file(models: Path) -> Path:
     """The pipeline's MLflow run id, written by `train`, reopened by every later stage."""
     return models / "run.json"

@@ -15,6 +15,8 @@ from unetpp.errors import UserError
 from unetpp.params import DataParams
 from unetpp.runtime.geometry import Geometry, resample_image, resample_masks
 from unetpp.runtime.intensity import Intensity
+from unetpp.runtime.preprocess import resize_image, resize_masks
+from unetpp.runtime.region import Box, Region, jittered_box, region_box, square_box
 
 set_track_meta(False)  # plain tensors out of MONAI transforms: no metadata bookkeeping per sample
 
@@ -69,8 +71,12 @@ class PreparedDataset(Dataset):
             self._resampled[index] = resample_image(image, self.geometry), resampled
         return self._resampled[index]
 
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """What training step `index` is drawn from (before augmentation): `arrays`."""
+        return self.arrays(index)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = self.arrays(index)
+        image, mask = self.sample(index) if self.augment is not None else self.arrays(index)
         mask_t = torch.from_numpy(mask.astype(np.float32))
         if self.augment is None:
             return self.intensity.tensor(image), mask_t
@@ -79,6 +85,65 @@ class PreparedDataset(Dataset):
         out = self.augment({"image": self.intensity.tensor(image), "mask": mask_t})
         out = out[0] if isinstance(out, list) else out  # patch sampling returns a list of one
         return torch.as_tensor(out["image"]), torch.as_tensor(out["mask"]).clamp(0.0, 1.0)
+
+
+OUTER = 1.5  # the cached crop's side over the region's: every jittered box (side <= 1.15, shift <= 0.1) lies in it
+
+
+class RegionDataset(PreparedDataset):
+    """A cascade's second stage's pairs: the region around each sample's reference masks (`region_box`) on the
+    region's grid. Training (with `augment`) moves and resizes the box per sample and epoch as a first stage
+    errs (`jittered_box`, seeded by the epoch's seed and the index, so a resumed run draws the same); validation
+    and the learning guard (`arrays`) see the box itself. Each sample keeps only a crop `OUTER` times the
+    region's side around it: a 2,000-px photograph's region is a few hundred pixels."""
+
+    def __init__(
+        self,
+        prepared: Path,
+        split: str,
+        intensity: Intensity,
+        region: Region,
+        *,
+        augment: Compose | None = None,
+    ) -> None:
+        super().__init__(prepared, split, intensity, Geometry("whole", region.size), augment=augment)
+        self.region = region
+        self.seed = 0
+        self._crops: dict[int, tuple[np.ndarray, np.ndarray, Box]] = {}
+
+    def reseed(self, seed: int) -> None:
+        super().reseed(seed)
+        self.seed = seed
+
+    def crop(self, index: int) -> tuple[np.ndarray, np.ndarray, Box]:
+        """The cached (h, w, C) image and (classes, h, w) masks around sample `index`'s region, and the region's
+        box in them."""
+        if index not in self._crops:
+            image, mask = source_arrays(self.prepared, self.ids[index])
+            box = region_box(mask, self.region.margin)
+            if box is None:
+                raise UserError(f"{self.ids[index]}: no target in its masks; a cascade's region needs one")
+            centre = ((box.top + box.bottom) / 2, (box.left + box.right) / 2)
+            outer = square_box(*centre, max(box.shape) * OUTER, *image.shape[:2])
+            kept = outer.crop(image).copy(), outer.crop(mask, (1, 2)).copy()
+            self._crops[index] = (*kept, box.shifted(outer.top, outer.left))
+        return self._crops[index]
+
+    def _on_grid(self, image: np.ndarray, mask: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
+        size = self.region.size
+        return resize_image(box.crop(image), size), resize_masks(box.crop(mask, (1, 2)), size).astype(np.uint8)
+
+    def arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The region of sample `index` (its reference box) on the region's grid (not jittered)."""
+        if index not in self._resampled:
+            self._resampled[index] = self._on_grid(*self.crop(index))
+        return self._resampled[index]
+
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """A jittered box of sample `index` on the region's grid: the epoch's draw."""
+        image, mask, box = self.crop(index)
+        r, rng = self.region, np.random.default_rng([self.seed, index])
+        return self._on_grid(image, mask, jittered_box(box, r.shift, r.scale, *image.shape[:2], rng))
 
 
 def make_loader(

@@ -37,33 +37,41 @@ def variant_key(level: int, mode: str, flips: tuple[int, ...] = ()) -> str:
 
 
 def measure(
-    model: ServedModel, level: int, mode: str, cases: list[Case], probe: torch.Tensor, params: Params
+    model: ServedModel, level: int, mode: str, cases: list[Case], device: torch.device, params: Params
 ) -> dict[str, Any]:
-    """One variant's row: accuracy as served on `cases`, and cost (parameters, GFLOPs and batch-1 latency on
-    `probe`, an image on the network's grid, on its device)."""
-    ep, geometry, flips = params.evaluate, model.config.geometry, model.config.flips
-    windows = geometry.windows(*probe.shape[-2:])
-    flops = count_flops(model.module, (1, probe.shape[1], geometry.size, geometry.size))
-    flops *= windows * len(mirrorings(flips))
+    """One variant's row: accuracy as served on `cases`, and cost (parameters, GFLOPs and batch-1 latency of
+    every stage a request passes, each on a probe of the median image on its grid, on `device`)."""
+    ep, stages, flips = params.evaluate, model.stages, model.config.flips
+    channels = model.config.intensity.in_channels
+    probes = [torch.randn(1, channels, *median_shape(cases, s.config.geometry), device=device) for s in stages]
+    windows = sum(s.config.geometry.windows(*p.shape[-2:]) for s, p in zip(stages, probes, strict=True))
+    flops = sum(
+        count_flops(s.module, (1, channels, s.config.geometry.size, s.config.geometry.size))
+        * s.config.geometry.windows(*p.shape[-2:])
+        * len(mirrorings(s.config.flips))
+        for s, p in zip(stages, probes, strict=True)
+    )
     rows = score_cases(model, cases, ep.batch_size)
-    sync = torch.cuda.synchronize if probe.device.type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def call() -> None:
+        for s, p in zip(stages, probes, strict=True):
+            segment(s.module, p, s.config.geometry, flips=s.config.flips)
+        sync()
+
     # an image of many windows is many forwards already: fewer calls measure it as steadily
     calls = max(MIN_CALLS, -(-ep.repeats // windows))
-    latency, spread = median_latency_ms(
-        lambda: (segment(model.module, probe, geometry, flips=flips), sync()),
-        warmup=min(ep.warmup, calls),
-        repeats=calls,
-    )
+    latency, spread = median_latency_ms(call, warmup=min(ep.warmup, calls), repeats=calls)
     row: dict[str, Any] = dict(
         key=variant_key(level, mode, flips),
         level=level,
         mode=mode,
         tta_flips=list(flips),
-        parameters=count_parameters(model.module),
+        parameters=sum(count_parameters(s.module) for s in stages),
         gflops=flops / 1e9,
         latency_ms=latency,
         latency_spread_ms=spread,
-        device=str(probe.device),
+        device=str(device),
         cases=len(rows),
     )
     summary = summarize(rows, model.names)
@@ -77,7 +85,8 @@ def measure(
 
 
 def median_shape(cases: list[Case], geometry: Geometry) -> tuple[int, int]:
-    """The (height, width) of the split's median image on the network's grid: what latency is measured on."""
+    """The (height, width) of the split's median image on the network's grid: what latency is measured on (a
+    cascade's second stage: its region's grid, one size)."""
     shapes = sorted(geometry.shape_of(*c.image.shape[:2]) for c in cases)
     return shapes[len(shapes) // 2]
 
@@ -90,10 +99,9 @@ def evaluate(params: Params, prepared: Path, models_dir: Path, metrics_dir: Path
     device = resolve_device(params.evaluate.device, "evaluate.device")
     model, meta = load_checkpoint(L.best_checkpoint(models_dir), map_location=device)
     cases = list(prepared_cases(prepared, "val"))
-    probe = torch.randn(1, model.config["in_channels"], *median_shape(cases, Geometry.of(meta)), device=device)
     mirrored = tuple(meta.get("flip_axes") or ())  # test-time mirroring along the axes training flipped
     rows = [
-        measure(ServedModel.of(model.prune(level, mode).to(device), meta, flips), level, mode, cases, probe, params)
+        measure(ServedModel.of(model.prune(level, mode).to(device), meta, flips), level, mode, cases, device, params)
         for level, mode in variants(model)
         for flips in ([(), mirrored] if mirrored else [()])
     ]

@@ -15,7 +15,7 @@ from unetpp.data.prepared import prepared_cases
 from unetpp.errors import UserError
 from unetpp.evaluation.guard_fit import fit_guard, reference_records
 from unetpp.files import write_json
-from unetpp.nn.checkpoint import atomic_save, load_checkpoint, model_payload
+from unetpp.nn.checkpoint import atomic_save, load_checkpoint, model_of, model_payload
 from unetpp.nn.networks import NodeNet
 from unetpp.params import Params, SelectParams
 from unetpp.runtime.served import ServedModel
@@ -73,7 +73,7 @@ def select(params: Params, prepared: Path, metrics_dir: Path, models_dir: Path) 
     chosen, reason = choose(rows, params.select)
     model, meta = load_checkpoint(L.best_checkpoint(models_dir))
     pruned = model.prune(chosen["level"], chosen["mode"], probes=True)
-    arch = "unetpp_pruned" if meta["arch"] == "unetpp" else "unet_inference"
+    arch = served_arch(meta["arch"])
     tta = list(chosen.get("tta_flips") or [])
     weights = L.served_checkpoint(models_dir)
     fitted = export(pruned, arch, meta, tta, prepared, weights)
@@ -91,11 +91,30 @@ def select(params: Params, prepared: Path, metrics_dir: Path, models_dir: Path) 
     return log_selection(pruned, selected, params, models_dir, meta["image_size"])
 
 
+def served_arch(arch: str) -> str:
+    """The architecture a trained one is served as, cut to its variant."""
+    return "unetpp_pruned" if arch == "unetpp" else "unet_inference"
+
+
+SERVED_ENTRIES = ("class_names", "image_size", "geometry", "intensity")  # what a served stage keeps of best.pt
+
+
+def cut_cascade(cascade: dict[str, Any], level: int, mode: str) -> dict[str, Any]:
+    """A cascade's first stage cut to the chosen level and mode (the stages' latencies add: each is pruned)."""
+    first = cascade["coarse"]
+    cut = model_of(first).prune(level, mode)
+    kept = {k: first[k] for k in SERVED_ENTRIES if k in first}
+    return {"coarse": model_payload(cut, served_arch(first["arch"]), **kept), "region": cascade["region"]}
+
+
 def export(pruned: NodeNet, arch: str, meta: dict[str, Any], tta: list[int], prepared: Path | None, out: Path) -> dict:
-    """Write `out` (models/pruned/model.pt): the pruned variant with the checkpoint entries it is served with
-    (`unetpp.runtime.served.ServedConfig`), its guard fitted on `prepared` and the monitor's reference (val
-    answered as served); returns what the guard was fitted on (empty without `prepared`: no guard)."""
-    kept = {k: meta[k] for k in ("class_names", "image_size", "geometry", "intensity") if k in meta}
+    """Write `out` (models/pruned/model.pt): the pruned variant (a cascade: both stages, cut alike) with the
+    checkpoint entries it is served with (`unetpp.runtime.served.ServedConfig`), its guard fitted on `prepared`
+    and the monitor's reference (val answered as served); returns what the guard was fitted on (empty without
+    `prepared`: no guard)."""
+    kept = {k: meta[k] for k in SERVED_ENTRIES if k in meta}
+    if meta.get("cascade"):
+        kept["cascade"] = cut_cascade(meta["cascade"], int(pruned.config["level"]), str(pruned.config["mode"]))
     payload = model_payload(pruned, arch, **kept, tta_flips=tta)
     fitted: dict[str, Any] = {}
     if prepared is not None:

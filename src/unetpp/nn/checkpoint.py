@@ -29,6 +29,11 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> tup
     if not path.is_file():
         raise UserError(f"{path}: no checkpoint; run `unetpp train` (or `dvc repro train`) first")
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    model = build_model(ckpt["arch"], **ckpt["config"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval(), {k: v for k, v in ckpt.items() if k != "state_dict"}
+    return model_of(ckpt), {k: v for k, v in ckpt.items() if k != "state_dict"}
+
+
+def model_of(payload: dict[str, Any]) -> NodeNet:
+    """The eval-mode model a `model_payload` holds (a checkpoint, or a cascade's first stage inside one)."""
+    model = build_model(payload["arch"], **payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    return model.eval()

@@ -19,7 +19,7 @@ def _percentiles(values: np.ndarray, qs: tuple[float, ...]) -> dict[str, float]:
     return {f"p{q:g}": round(float(np.percentile(values, q)), 3) for q in qs}
 
 
-def _diameters(rows: pd.DataFrame, name: str) -> list[np.ndarray]:
+def diameters(rows: pd.DataFrame, name: str) -> list[np.ndarray]:
     """Per manifest row, the equivalent diameters of the class's objects (source pixels)."""
     column = rows[f"diameters_{name}"].fillna("")
     return [np.array(str(cell).split(), dtype=float) for cell in column]
@@ -69,14 +69,14 @@ def fingerprint(prepared: Path, class_names: list[str], image_size: int) -> dict
     side = np.sqrt(rows["width"].to_numpy(float) * rows["height"].to_numpy(float))
     classes = {}
     for c in class_names:
-        per_row = _diameters(rows, c)
-        diameters = np.concatenate([*per_row, np.zeros(0)])
+        per_row = diameters(rows, c)
+        every = np.concatenate([*per_row, np.zeros(0)])
         # what is left of each object's diameter once its image is resized to image_size
         trained = np.concatenate([*(d * image_size / s for d, s in zip(per_row, side, strict=True)), np.zeros(0)])
         classes[c] = {
             "foreground_fraction": _percentiles(rows[f"fg_{c}"].to_numpy(float), (0, 50, 100)),
-            "objects_per_image": round(diameters.size / max(len(rows), 1), 2),
-            "diameter_source_px": _percentiles(diameters, (5, 50)),
+            "objects_per_image": round(every.size / max(len(rows), 1), 2),
+            "diameter_source_px": _percentiles(every, (5, 50)),
             "diameter_trained_px": _percentiles(trained, (5, 50)),
         }
     return {

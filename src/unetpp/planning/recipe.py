@@ -19,6 +19,7 @@ from unetpp.errors import UserError
 from unetpp.params import Params, TrainParams
 from unetpp.runtime.geometry import Geometry
 from unetpp.runtime.intensity import Intensity
+from unetpp.runtime.region import Region
 
 MAX_BATCH = 8  # images per step at most (the CPU profile's batch; smaller sets use all their images)
 TRAIN_FLOPS_PER_FORWARD = 3  # a training step costs ~3 forwards (forward + backward), per image
@@ -51,6 +52,7 @@ class Recipe:
     geometry: Geometry
     intensity: Intensity
     val_every: int
+    region: Region | None = None  # a cascade's second stage (`geometry` is then its first's)
 
 
 def _entry(value: Any, rule: str, overridden: bool) -> dict[str, Any]:
@@ -77,7 +79,8 @@ def derive(
     intensity: Intensity,
 ) -> dict[str, dict[str, Any]]:
     """The recipe as {name: {value, from, rule}}; `forward_flops` is one forward at image_size (a whole image
-    or a patch: a step costs the same either way), `geometry` the resolution rule's choice and entry,
+    or a patch: a step costs the same either way; a cascade's, both stages' summed: each trains the steps bought),
+    `geometry` the resolution rule's choice and entry,
     `intensity` the channels' rule (`intensity_rule`)."""
     n_train = fp["images"]["train"]
     if n_train < 1:
@@ -213,6 +216,7 @@ def recipe_of(plan: dict[str, Any]) -> Recipe:
         geometry=Geometry.of({"geometry": r["geometry"]["value"]}),
         intensity=Intensity.of({"intensity": r["intensity"]["value"]}, int(r["in_channels"]["value"])),
         val_every=int(r["val_every"]["value"]),
+        region=Region.of(r.get("region", {}).get("value")),
     )
 
 

@@ -19,6 +19,7 @@ from unetpp.runtime.descriptors import with_descriptors
 from unetpp.runtime.geometry import OVERLAP, Geometry, network_input
 from unetpp.runtime.inference import inference_context
 from unetpp.runtime.intensity import Intensity
+from unetpp.runtime.region import Box
 
 WINDOWS_PER_CALL = 8  # windows batched into one forward
 
@@ -91,11 +92,15 @@ def mirrored(predictor: Predictor, x: torch.Tensor, geometry: Geometry, flips: t
 class Inspection:
     """One image's pass: the answer's probabilities (classes, h, w) on the network's grid, every held head's
     (heads, classes, h, w), and what the guard reads (F,): the pooled bottleneck features, then the input's
-    descriptors (`unetpp.runtime.descriptors`)."""
+    descriptors (`unetpp.runtime.descriptors`). A cascade's pass (`unetpp.runtime.served`) is its second stage's
+    on the `region` of the source image it segmented, with the whole image's features from its first stage;
+    `missed`: the first stage found no region, and the answer is empty."""
 
     probs: torch.Tensor
     heads: torch.Tensor
     features: torch.Tensor
+    region: Box | None = None
+    missed: bool = False
 
 
 def forward_images(

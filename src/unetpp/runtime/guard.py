@@ -17,7 +17,8 @@ bottleneck features (González et al., MICCAI 2021) and the input's descriptors 
 training split's (mean, shrunk precision) is taken in units of its own threshold, and the score is the larger
 of the two: over 1 is flagged. Apart, the two descriptors are not drowned by a hundred network features. An
 empty prediction whose probabilities stay near 0 is certain by both estimators: the flag is what speaks for a
-blank or foreign frame.
+blank or foreign frame. A cascade's answer is its second stage's on the region, its features the first stage's
+on the whole image (`unetpp.runtime.served`); where the first stage finds no region, every confidence is 0.
 """
 
 from __future__ import annotations
@@ -61,9 +62,12 @@ def head_agreement(heads: torch.Tensor) -> torch.Tensor | None:
 
 
 def confidences(inspection: Inspection) -> dict[str, torch.Tensor]:
-    """Every estimator this answer offers, each (classes,)."""
+    """Every estimator this answer offers, each (classes,); 0 where a cascade's first stage found no region."""
     sd = soft_dice(inspection.probs)
     agree = head_agreement(inspection.heads)
+    if inspection.missed:
+        sd = torch.zeros_like(sd)
+        agree = None if agree is None else torch.zeros_like(agree)
     if agree is None:
         return {"soft_dice": sd}
     return {"agreement": agree, "soft_dice": sd, "combined": (agree + sd) / 2}
@@ -112,7 +116,9 @@ class Guard:
     references: tuple[Reference, ...]
 
     def confidence(self, inspection: Inspection, names: list[str]) -> dict[str, float]:
-        """Per class, the shipped estimate of the answer's Dice, in [0, 1]."""
+        """Per class, the shipped estimate of the answer's Dice, in [0, 1] (0 for a region a cascade missed)."""
+        if inspection.missed:
+            return dict.fromkeys(names, 0.0)
         raw = confidences(inspection)[self.estimator]
         return {c: min(1.0, max(0.0, float(v) + self.offset[c])) for c, v in zip(names, raw, strict=True)}
 

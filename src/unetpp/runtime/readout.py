@@ -71,11 +71,12 @@ def anatomical(masks: np.ndarray, names: list[str]) -> np.ndarray:
     """
     if names != ["disc", "cup"]:
         return masks
-    disc = _largest(masks[0])
-    return np.stack([disc, _largest(masks[1] & disc)])
+    disc = largest_part(masks[0])
+    return np.stack([disc, largest_part(masks[1] & disc)])
 
 
-def _largest(mask: np.ndarray) -> np.ndarray:
+def largest_part(mask: np.ndarray) -> np.ndarray:
+    """The largest connected part of a bool mask (the mask itself when it has at most one)."""
     labels, count = ndimage.label(mask)
     if count <= 1:
         return mask.copy()

@@ -4,9 +4,13 @@ gets it and the typed config it says of itself, parsed once. The TorchServe hand
 
 A served model answers through `inspect` (images to their passes on the network's grid) and `answer` /
 `answers` (the probabilities and masks at each image's size, the read-out and the guard's verdict): what the
-handler answers with and what `unetpp.scoring.cases` scores, so a chain of stages (a coarse whole-image stage
-that finds the region, a fine stage on it, pasted back at the source size) would be served and scored behind
-the same calls. (`evaluate` also times `module` itself: the variant's cost.)
+handler answers with and what `unetpp.scoring.cases` scores. A cascade is a chain behind the same calls: its
+checkpoint holds the second stage as a plain one and, under `cascade`, the first stage (a whole-image model
+on a coarse grid) and the `Region` rule; the first stage finds the region (`unetpp.runtime.region`), the
+second segments it on its own grid and its probabilities are pasted back at the source size. The guard's
+confidence reads the second stage's heads (the stage that drew the masks); its out-of-distribution score
+reads the first stage's features (the whole image, as a request sent it); a region the first stage misses is
+an empty answer with confidence 0. (`evaluate` also times each stage's `module`: the variant's cost.)
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from unetpp.nn.checkpoint import load_checkpoint
+from unetpp.nn.checkpoint import load_checkpoint, model_of
+from unetpp.nn.networks import NodeNet
 from unetpp.runtime.forward import Inspection, forward_images
 from unetpp.runtime.geometry import Geometry
 from unetpp.runtime.guard import Guard
 from unetpp.runtime.inference import inference_context, optimize_for_inference
 from unetpp.runtime.intensity import Intensity
 from unetpp.runtime.readout import probabilities_at, readout, served_masks
+from unetpp.runtime.region import Region, found_box, paste
 
 
 @dataclass(frozen=True)
@@ -75,16 +81,26 @@ class Answer:
 
 @dataclass
 class ServedModel:
-    """A network prepared as the handler serves it (batch norm folded, channels_last) and its config."""
+    """A network prepared as the handler serves it (batch norm folded, channels_last) and its config; for a
+    cascade, the first stage (`coarse`, itself a served model) and the region rule its answers are cut by."""
 
     module: torch.nn.Module
     config: ServedConfig
+    coarse: ServedModel | None = None
+    region: Region | None = None
 
     @classmethod
     def of(cls, model: torch.nn.Module, meta: dict[str, Any], flips: tuple[int, ...] | None = None) -> ServedModel:
-        """`model` (a variant, pruned or not, on its device) served with `meta`'s config (or `flips`)."""
+        """`model` (a variant, pruned or not, on its device) served with `meta`'s config (or `flips`); a cascade's
+        first stage comes from `meta`, cut to the variant's level and mode where it is stored whole."""
         config = ServedConfig.parse(meta, model.config, flips)
-        return cls(optimize_for_inference(model, channels_last=True), config)
+        cascade = meta.get("cascade")
+        coarse = None
+        if cascade:
+            first = _variant_of(model_of(cascade["coarse"]), model.config)
+            coarse = cls.of(first.to(next(model.parameters()).device), cascade["coarse"])
+        region = Region.of(cascade["region"]) if cascade else None
+        return cls(optimize_for_inference(model, channels_last=True), config, coarse, region)
 
     @property
     def names(self) -> list[str]:
@@ -94,16 +110,50 @@ class ServedModel:
     def guard(self) -> Guard | None:
         return self.config.guard
 
-    def inspect(self, images: list[np.ndarray]) -> list[Inspection]:
-        """Per decoded image, its probabilities on the network's grid and what the guard reads."""
+    @property
+    def stages(self) -> list[ServedModel]:
+        """The models a request passes through, in order: the first stage of a cascade, then this one."""
+        return [*([] if self.coarse is None else self.coarse.stages), self]
+
+    def _own(self, images: list[np.ndarray]) -> list[Inspection]:
         c = self.config
         return forward_images(self.module, images, c.geometry, c.intensity, c.flips)
 
+    def inspect(self, images: list[np.ndarray]) -> list[Inspection]:
+        """Per decoded image, its probabilities on the network's grid and what the guard reads (a cascade: on the
+        region its first stage found, whose pass gives the features)."""
+        if self.coarse is None or self.region is None:
+            return self._own(images)
+        found = self.coarse.inspect(images)
+        margin = self.region.margin
+        boxes = [found_box(s.probs, *image.shape[:2], margin) for s, image in zip(found, images, strict=True)]
+        crops = [box.crop(image) for box, image in zip(boxes, images, strict=True) if box is not None]
+        fine = iter(self._own(crops) if crops else [])
+        out = []
+        for first, box in zip(found, boxes, strict=True):
+            if box is None:
+                out.append(self._missed(first))
+                continue
+            second = next(fine)
+            out.append(Inspection(second.probs, second.heads, first.features, box))
+        return out
+
+    def _missed(self, first: Inspection) -> Inspection:
+        """A cascade's pass where the first stage found no region: nothing on a one-pixel grid, its features."""
+        heads = len(getattr(self.module, "head_ids", (0,)))
+        empty = torch.zeros((len(self.names), 1, 1))
+        return Inspection(empty, empty.expand(heads, -1, -1, -1), first.features, None, missed=True)
+
     def answer(self, image: np.ndarray, seen: Inspection) -> Answer:
         """What a request for decoded `image` gets back from its pass `seen`: masks, read-out, verdict."""
-        names = self.names
-        probs = probabilities_at(seen.probs, *image.shape[:2])
-        masks = served_masks(probs, *image.shape[:2], names)  # at the image's size already: thresholded as is
+        names, (height, width) = self.names, image.shape[:2]
+        if seen.missed:
+            probs = torch.zeros((len(names), height, width))
+        elif seen.region is not None:
+            probs = paste(seen.probs.float().cpu(), seen.region, height, width)
+        else:
+            probs = probabilities_at(seen.probs, height, width)
+        masks = served_masks(probs, height, width, names)  # at the image's size already: thresholded as is
         verdict = self.guard.verdict(seen, names) if self.guard is not None else {}
         return Answer(probs, masks, readout(masks, names) | verdict, seen)
 
@@ -117,11 +167,20 @@ class ServedModel:
         return next(self.answers([image])).masks
 
     def warm_up(self, passes: int = 2) -> None:
-        """Forward passes on a blank input, so the first request is answered at full speed."""
-        c = self.config
+        """Forward passes on a blank input through every stage, so the first request is answered at full speed."""
         with inference_context():
-            for _ in range(passes):
-                self.module.guard_outputs(torch.zeros(1, c.intensity.in_channels, c.geometry.size, c.geometry.size))
+            for stage in self.stages:
+                side, channels = stage.config.geometry.size, stage.config.intensity.in_channels
+                for _ in range(passes):
+                    stage.module.guard_outputs(torch.zeros(1, channels, side, side))
+
+
+def _variant_of(first: NodeNet, variant: dict[str, Any]) -> NodeNet:
+    """A cascade's first stage cut to the served variant's level and mode where it is stored whole (evaluate
+    scores every variant from the trained checkpoint); as stored where it was exported cut already."""
+    if variant.get("level") is None or first.config.get("level") is not None:
+        return first
+    return first.prune(int(variant["level"]), variant.get("mode") or "fast")
 
 
 def load_served(path: Path) -> ServedModel:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from unetpp import layout as L
 from unetpp.data.augment import training_transform
-from unetpp.data.dataset import PreparedDataset, make_loader, set_epoch
+from unetpp.data.dataset import PreparedDataset, RegionDataset, make_loader, set_epoch
 from unetpp.data.prepared import MANIFEST
 from unetpp.errors import DidNotLearn
 from unetpp.files import write_csv, write_json
@@ -46,9 +46,10 @@ from unetpp.training.losses import DeepSupervisionLoss
 from unetpp.training.stopping import Ending, ending, goes_on
 
 
-def resume_key(params: Params, recipe: Recipe, manifest: Path) -> str:
-    """What a checkpoint must share with this run to be resumed: model, recipe, image size and data."""
+def resume_key(params: Params, recipe: Recipe, manifest: Path, stage: str = "whole") -> str:
+    """What a checkpoint must share with this run to be resumed: model, recipe, image size, data and stage."""
     spec = dict(
+        stage=stage,
         model=params.model.model_dump(),
         train=params.train.model_dump(),
         recipe=asdict(recipe),
@@ -103,6 +104,18 @@ def build_state(params: Params, recipe: Recipe, device: torch.device, memory_for
     optimizer = torch.optim.Adam(model.parameters(), lr=params.train.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe.step_size, gamma=params.train.gamma)
     return TrainState(model, optimizer, scheduler, weight_average(model, recipe.ema_decay))
+
+
+def finished(state: TrainState, last_path: Path, key: str, device: torch.device) -> bool:
+    """Take `last.pt` when it is a finished run of the same resume key (a cascade's first stage, once its
+    second is under way)."""
+    if not last_path.is_file():
+        return False
+    saved = torch.load(last_path, map_location=device, weights_only=True)
+    if saved.get("resume_key") != key or not saved.get("complete"):
+        return False
+    state.restore(saved)
+    return True
 
 
 def resume(state: TrainState, last_path: Path, key: str, device: torch.device) -> bool:
@@ -204,21 +217,108 @@ def epoch_row(epoch: int, lr: float, train_loss: float, val_loss: float, val: di
     )
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One network a run trains: the one-stage model, or a cascade's first (`coarse`: the whole image on the
+    plan's grid) or second (`region`: the region around the targets on its own grid). `grid` is what
+    validation runs on; `models` where its best.pt and last.pt go, `metrics` its train.json and curve (a
+    first stage's: beside its checkpoints, scratch); `prefix` its MLflow metrics' prefix."""
+
+    name: str
+    grid: Geometry
+    train: PreparedDataset
+    val: PreparedDataset
+    models: Path
+    metrics: Path
+    prefix: str = ""
+
+    @property
+    def tag(self) -> str:
+        """How its log lines start: nothing for a one-stage model, the stage's name in a cascade."""
+        return "" if self.name == "whole" else f"{self.name} "
+
+
+def stages(params: Params, recipe: Recipe, prepared: Path, models_dir: Path, metrics_dir: Path) -> list[Stage]:
+    """The plan's stages in training order: one, or a cascade's first stage (into models/coarse/, scratch that
+    the second's best.pt holds) then its second."""
+    tp, geometry = params.train, recipe.geometry
+    patch = geometry.size if geometry.mode == "patch" else None
+    transform = training_transform(tp.seed, recipe.flip_axes, recipe.translate_px, augment=tp.augment, patch=patch)
+    one = Stage(
+        "whole" if recipe.region is None else "coarse",
+        geometry,
+        PreparedDataset(prepared, "train", recipe.intensity, geometry, augment=transform),
+        PreparedDataset(prepared, "val", recipe.intensity, geometry),
+        models_dir if recipe.region is None else L.coarse_models(models_dir),
+        metrics_dir if recipe.region is None else L.coarse_models(models_dir),
+        "" if recipe.region is None else "coarse.",
+    )
+    if recipe.region is None:
+        return [one]
+    # the region's jitter moves the box: no shifts on top of it
+    jitter = training_transform(tp.seed, recipe.flip_axes, 0, augment=tp.augment, patch=None)
+    region = Stage(
+        "region",
+        Geometry("whole", recipe.region.size),
+        RegionDataset(prepared, "train", recipe.intensity, recipe.region, augment=jitter),
+        RegionDataset(prepared, "val", recipe.intensity, recipe.region),
+        models_dir,
+        metrics_dir,
+    )
+    return [one, region]
+
+
 def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics_dir: Path) -> dict[str, Any]:
-    """Train (or resume) by the plan's recipe; write best.pt, last.pt, train.json, train_curve.csv; the summary."""
+    """Train (or resume) by the plan's recipe, each of its stages in turn; write best.pt, last.pt, train.json,
+    train_curve.csv; the summary (a cascade's: its second stage's, with the first's under `first_stage`)."""
     from unetpp import tracking
 
     recipe = load_recipe(plans)
-
     rank, world = distributed()
-    tp, names = params.train, params.model.class_names
+    tp = params.train
     device = training_device(tp.device)
-    torch.manual_seed(tp.seed)
     # = use_deterministic_algorithms(True, warn_only=True) without its import of Inductor's config (2-6 s a stage)
     torch.set_deterministic_debug_mode("warn")
+    planned = stages(params, recipe, prepared, models_dir, metrics_dir)
+    run_id = None
+    summaries: list[dict[str, Any]] = []
+    try:
+        for stage in planned:
+            torch.manual_seed(tp.seed)
+            first = summaries[0] if summaries else None
+            summary, run_id = fit(params, recipe, stage, prepared, plans, (rank, world, device), run_id)
+            summaries.append(summary)
+            if first is not None and rank == 0:
+                summary["first_stage"] = first
+                write_json(stage.metrics / "train.json", summary)
+    finally:
+        if run_id is not None and rank == 0:
+            tracking.mlflow.end_run()
+        if world > 1:
+            dist.destroy_process_group()
+    return summaries[-1]
 
-    geometry = recipe.geometry
-    train_loader, val_loader = loaders(params, recipe, prepared, rank, world)
+
+def fit(
+    params: Params,
+    recipe: Recipe,
+    stage: Stage,
+    prepared: Path,
+    plans: Path,
+    where: tuple[int, int, torch.device],
+    run_id: str | None,
+) -> tuple[dict[str, Any], str | None]:
+    """Train one stage to its end (or take its finished run); its summary and the MLflow run it logged to.
+    Raises `DidNotLearn` once its outputs are written, when the learning guard refuses it."""
+    from unetpp import tracking
+
+    rank, world, device = where
+    tp, names = params.train, params.model.class_names
+    train_loader = make_loader(
+        stage.train, params.data, batch_size=recipe.batch_size, shuffle=True, seed=tp.seed, rank=rank, world=world
+    )
+    val_batch = recipe.batch_size if stage.grid.mode == "whole" else 1  # windows: images may differ in size
+    val_loader = make_loader(stage.val, params.data, batch_size=val_batch, shuffle=False)
     memory_format = torch.channels_last if tp.channels_last else torch.contiguous_format
     state = build_state(params, recipe, device, memory_format)
     scaler = torch.amp.GradScaler(device.type, enabled=tp.precision == "fp16")
@@ -227,89 +327,80 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
 
     manifest = prepared / MANIFEST
     say: Callable[[str], None] = (lambda m: print(m, flush=True)) if rank == 0 else (lambda m: None)
-    key = resume_key(params, recipe, manifest)
-    last_path, best_path = L.last_checkpoint(models_dir), L.best_checkpoint(models_dir)
-    if resume(state, last_path, key, device):
-        say(f"resuming from {last_path} after epoch {state.epoch}")
+    key = resume_key(params, recipe, manifest, stage.name)
+    last_path, best_path = L.last_checkpoint(stage.models), L.best_checkpoint(stage.models)
+    stage.models.mkdir(parents=True, exist_ok=True)
+    going = True
+    if stage.name == "coarse" and best_path.is_file() and finished(state, last_path, key, device):
+        say(f"{stage.tag}finished before, as {last_path} says; taken as it is")
+        going = False
+    elif resume(state, last_path, key, device):
+        say(f"{stage.tag}resuming from {last_path} after epoch {state.epoch}")
     net = DistributedDataParallel(state.model) if world > 1 else state.model
-
-    run = open_run(params, state, manifest, plans, recipe, device, world) if rank == 0 else None
-    try:
-        going = True
-        while going:
-            set_epoch(train_loader, tp.seed, state.epoch)
-            label = f"epoch {state.epoch + 1}/{_of(state.epoch + 1, recipe)}" if rank == 0 else None
-            loss = train_epoch(net, state, train_loader, step, label)
-            lr = state.optimizer.param_groups[0]["lr"]
-            state.scheduler.step()
-            state.epoch += 1
-            due = state.epoch % recipe.val_every == 0 or state.epoch in (recipe.epochs, recipe.cap_epochs)
-            if rank == 0 and not due:
-                tracking.mlflow.log_metrics({"train_loss": loss, "lr": lr}, step=state.epoch)  # the row's keys
-            elif rank == 0:
-                kept = kept_model(state.model, state.average)
-                val_loss, val = evaluate_epoch(kept, val_loader, loss_fn, names, device, geometry)
-                row = epoch_row(state.epoch, lr, loss, val_loss, val, names)
-                state.history.append(row)
-                if val["dice"]["mean"] > state.best:
-                    state.best = val["dice"]["mean"]
-                    atomic_save(best_payload(kept, params, recipe, state.epoch, val), best_path)
-                tracking.mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=state.epoch)
-                say(
-                    f"epoch {state.epoch}/{_of(state.epoch, recipe)} loss {loss:.4f} val {val_loss:.4f} "
-                    + " ".join(f"dice_{c} {val['dice'][c]:.4f}" for c in names)
-                )
-            going = _agreed(
-                rank == 0
-                and goes_on(
-                    state.epoch, state.history, recipe.epochs, recipe.cap_epochs, recipe.patience, tp.min_delta
-                ),
-                world,
+    state.run_id = state.run_id or run_id
+    if rank == 0 and tracking.mlflow.active_run() is None:
+        open_run(params, state, manifest, plans, recipe, device, world)
+    while going:
+        set_epoch(train_loader, tp.seed, state.epoch)
+        label = f"{stage.tag}epoch {state.epoch + 1}/{_of(state.epoch + 1, recipe)}" if rank == 0 else None
+        loss = train_epoch(net, state, train_loader, step, label)
+        lr = state.optimizer.param_groups[0]["lr"]
+        state.scheduler.step()
+        state.epoch += 1
+        due = state.epoch % recipe.val_every == 0 or state.epoch in (recipe.epochs, recipe.cap_epochs)
+        if rank == 0 and not due:
+            tracking.mlflow.log_metrics({f"{stage.prefix}train_loss": loss, f"{stage.prefix}lr": lr}, step=state.epoch)
+        elif rank == 0:
+            kept = kept_model(state.model, state.average)
+            val_loss, val = evaluate_epoch(kept, val_loader, loss_fn, names, device, stage.grid)
+            row = epoch_row(state.epoch, lr, loss, val_loss, val, names)
+            state.history.append(row)
+            if val["dice"]["mean"] > state.best:
+                state.best = val["dice"]["mean"]
+                atomic_save(best_payload(kept, params, recipe, stage, state.epoch, val), best_path)
+            metrics = {f"{stage.prefix}{k}": v for k, v in row.items() if k != "epoch"}
+            tracking.mlflow.log_metrics(metrics, step=state.epoch)
+            say(
+                f"{stage.tag}epoch {state.epoch}/{_of(state.epoch, recipe)} loss {loss:.4f} val {val_loss:.4f} "
+                + " ".join(f"dice_{c} {val['dice'][c]:.4f}" for c in names)
             )
-            if rank == 0:
-                atomic_save(state.checkpoint(key, complete=not going), last_path)
-        summary = {}
+        going = _agreed(
+            rank == 0
+            and goes_on(state.epoch, state.history, recipe.epochs, recipe.cap_epochs, recipe.patience, tp.min_delta),
+            world,
+        )
         if rank == 0:
-            end = ending(state.epoch, state.history, recipe.epochs, recipe.cap_epochs, recipe.patience, tp.min_delta)
-            verdict = guard(state.history, params, recipe, end, prepared, val_loader.dataset)
-            summary = _write_outputs(state.history, names, metrics_dir, models_dir, state.run_id, end, verdict)
-            if isinstance(verdict, DidNotLearn):
-                raise verdict
-    finally:
-        if run is not None:
-            tracking.mlflow.end_run()
-        if world > 1:
-            dist.destroy_process_group()
-    return summary
+            atomic_save(state.checkpoint(key, complete=not going), last_path)
+    summary: dict[str, Any] = {}
+    if rank == 0:
+        end = ending(state.epoch, state.history, recipe.epochs, recipe.cap_epochs, recipe.patience, tp.min_delta)
+        verdict = guard(state.history, params, recipe, end, stage, prepared)
+        summary = _write_outputs(state.history, names, stage, state.run_id, end, verdict)
+        if isinstance(verdict, DidNotLearn):
+            raise verdict
+    return summary, state.run_id
 
 
-def loaders(params: Params, recipe: Recipe, prepared: Path, rank: int, world: int) -> tuple[DataLoader, DataLoader]:
-    """The train split (augmented; patches for patch plans; sharded under DDP) and the val split (whole
-    images on the plan's grid: one at a time for patch plans, whose images may differ in size)."""
-    tp, geometry = params.train, recipe.geometry
-    patch = geometry.size if geometry.mode == "patch" else None
-    transform = training_transform(tp.seed, recipe.flip_axes, recipe.translate_px, augment=tp.augment, patch=patch)
-    train = PreparedDataset(prepared, "train", recipe.intensity, geometry, augment=transform)
-    val = PreparedDataset(prepared, "val", recipe.intensity, geometry)
-    return (
-        make_loader(
-            train, params.data, batch_size=recipe.batch_size, shuffle=True, seed=tp.seed, rank=rank, world=world
-        ),
-        make_loader(val, params.data, batch_size=recipe.batch_size if patch is None else 1, shuffle=False),
-    )
-
-
-def best_payload(kept: NodeNet, params: Params, recipe: Recipe, epoch: int, val: dict[str, Any]) -> dict[str, Any]:
-    """best.pt: the kept model and what every later stage reads of it (`unetpp.runtime.served.ServedConfig`)."""
+def best_payload(
+    kept: NodeNet, params: Params, recipe: Recipe, stage: Stage, epoch: int, val: dict[str, Any]
+) -> dict[str, Any]:
+    """best.pt: the kept model and what every later stage reads of it (`unetpp.runtime.served.ServedConfig`); a
+    cascade's second stage also holds its first (its best.pt, as trained) and the region rule."""
     meta = dict(
         class_names=params.model.class_names,
         image_size=params.data.image_size,
-        geometry=recipe.geometry.as_dict(),
+        geometry=stage.grid.as_dict(),
         intensity=recipe.intensity.as_dict(),  # what a request must be and how it is read
         flip_axes=list(recipe.flip_axes),  # what test-time mirroring may use: trained invariant to
         epoch=epoch,
         val=val,
     )
+    if stage.name == "region" and recipe.region is not None:
+        first = L.best_checkpoint(L.coarse_models(stage.models))
+        meta["cascade"] = {
+            "coarse": torch.load(first, map_location="cpu", weights_only=True),
+            "region": recipe.region.as_dict(),
+        }
     return model_payload(kept, params.model.arch, **meta)
 
 
@@ -332,8 +423,8 @@ def guard(
     params: Params,
     recipe: Recipe,
     end: Ending,
+    stage: Stage,
     prepared: Path,
-    val: PreparedDataset,
 ) -> str | DidNotLearn:
     """The learning guard's verdict (`unetpp.training.learning_guard`), tagged on the MLflow run and printed
     when it warns: `passed`, the warning of a run still learning at its cap, or the `DidNotLearn` to raise
@@ -342,9 +433,12 @@ def guard(
 
     if not params.train.learning_guard:
         return "passed (off)"
-    train = PreparedDataset(prepared, "train", recipe.intensity, Geometry("whole", params.data.image_size))
+    if isinstance(stage.val, RegionDataset):
+        train: PreparedDataset = RegionDataset(prepared, "train", recipe.intensity, stage.val.region)
+    else:
+        train = PreparedDataset(prepared, "train", recipe.intensity, Geometry("whole", params.data.image_size))
     try:
-        warning = check_learning(history, params, recipe, end, train, val)
+        warning = check_learning(history, params, recipe, end, train, stage.val)
     except DidNotLearn as err:
         tracking.mlflow.set_tags({"learning_guard": "failed", "learning_guard.reason": str(err)[:5000]})
         return err
@@ -369,13 +463,12 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _write_outputs(
     history: list[dict[str, Any]],
     names: list[str],
-    metrics_dir: Path,
-    models_dir: Path,
+    stage: Stage,
     run_id: str,
     end: Ending,
     verdict: str | DidNotLearn,
 ) -> dict[str, Any]:
-    """metrics/train.json, metrics/train_curve.csv, the curve PNG, run.json; all logged to the run."""
+    """The stage's train.json, train_curve.csv, the curve PNG, run.json; all logged to the run."""
     from unetpp import tracking
     from unetpp.scoring.plots import training_curve
 
@@ -389,11 +482,12 @@ def _write_outputs(
         best={k: v for k, v in best.items() if k.startswith(("dice_", "iou_", "val_loss"))},
         final_train_loss=history[-1]["train_loss"],
     )
-    write_json(metrics_dir / "train.json", summary)
-    write_csv(metrics_dir / "train_curve.csv", history)
-    curve = training_curve(history, names, metrics_dir / "train_curve.png")
-    tracking.write_run_file(run_id, tracking.mlflow.get_run(run_id).info.experiment_id, L.run_file(models_dir))
-    tracking.mlflow.log_metrics({f"best_{k}": v for k, v in summary["best"].items()})
-    tracking.mlflow.log_artifact(str(curve), "plots")
-    tracking.mlflow.log_artifact(str(L.best_checkpoint(models_dir)), "checkpoints")
+    write_json(stage.metrics / "train.json", summary)
+    write_csv(stage.metrics / "train_curve.csv", history)
+    curve = training_curve(history, names, stage.metrics / "train_curve.png")
+    tracking.write_run_file(run_id, tracking.mlflow.get_run(run_id).info.experiment_id, L.run_file(stage.models))
+    tracking.mlflow.log_metrics({f"{stage.prefix}best_{k}": v for k, v in summary["best"].items()})
+    under = "" if stage.name == "whole" else f"/{stage.name}"  # a one-stage run's paths as they were
+    tracking.mlflow.log_artifact(str(curve), f"plots{under}")
+    tracking.mlflow.log_artifact(str(L.best_checkpoint(stage.models)), f"checkpoints{under}")
     return summary
