@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from unetpp.data.augment import train_augmentation, training_transform
-from unetpp.data.dataset import PreparedDataset, make_loader
+from unetpp.data.dataset import PreparedDataset, RegionDataset, make_loader
 from unetpp.data.ingest import ingest
-from unetpp.data.prepared import load_manifest, sha256
+from unetpp.data.prepared import load_manifest, sha256, source_arrays
 from unetpp.errors import UserError
 from unetpp.params import Params
 from unetpp.runtime.geometry import Geometry
 from unetpp.runtime.intensity import RGB
+from unetpp.runtime.preprocess import resize_masks
+from unetpp.runtime.region import Region, region_box
 
 
 def _augment(seed: int):
@@ -124,3 +127,26 @@ def test_a_geometry_feeds_its_own_grid_from_the_source(prepared: Path) -> None:
     row = load_manifest(prepared).set_index("id").loc[at_ingest.ids[0]]
     image, mask = at_ingest.arrays(0)
     assert sha256(image) == row["image_sha256"] and sha256(mask.astype(bool)) == row["mask_sha256"]
+
+
+def test_a_cascades_region_stage_sees_the_box_around_the_targets_on_its_grid_jittered_per_epoch(
+    prepared: Path,
+) -> None:
+    """Validation gets each sample's reference box (the union's square with its margin) on the region's grid:
+    the targets whole inside it; training gets the box moved and resized, the same draw for the same epoch seed
+    (a resumed run matches), another for the next epoch."""
+    region = Region(40, 0.25, 0.1, 0.15)
+    val = RegionDataset(prepared, "val", RGB, region)
+    image, mask = val[0]
+    assert image.shape == (3, 40, 40) and mask.shape == (2, 40, 40)
+    source = source_arrays(prepared, val.ids[0])[1]
+    box = region_box(source, region.margin)
+    assert box is not None and np.array_equal(val.arrays(0)[1], resize_masks(box.crop(source, (1, 2)), 40))
+    assert not mask[:, 0].any() and not mask[:, -1].any() and not mask[:, :, 0].any() and mask[0].any()
+    jittered = RegionDataset(prepared, "train", RGB, region, augment=_augment(0))
+    jittered.reseed(5)
+    first = jittered.sample(0)[1]
+    jittered.reseed(5)
+    assert np.array_equal(first, jittered.sample(0)[1])
+    jittered.reseed(6)
+    assert not np.array_equal(first, jittered.sample(0)[1]) and jittered[0][0].shape == (3, 40, 40)

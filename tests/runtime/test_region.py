@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from unetpp.runtime.region import Box, jittered_box, paste, region_box, square_box
+from unetpp.runtime.region import Box, Region, found_box, jittered_box, paste, region_box, square_box
 
 
 def _masks(height: int, width: int, top: int, left: int, side: int) -> np.ndarray:
@@ -50,3 +50,21 @@ def test_paste_puts_the_crops_probabilities_back_at_the_source_size_and_zero_out
     assert back.shape == (3, 120, 160) and torch.equal(back, torch.from_numpy(image))
     small = torch.nn.functional.interpolate(crop[None], size=(20, 20), mode="bilinear")[0]  # the stage's grid
     assert torch.allclose(paste(small, box, 120, 160), torch.from_numpy(image), atol=1e-6)
+
+
+def test_the_first_stages_region_is_its_largest_found_part_scaled_to_the_source_and_widened() -> None:
+    """A 2-class map on a 32-px grid of a 320 x 640 image: a 4 x 4 cell part at rows 8-11, columns 16-19, and a
+    stray speck; the box is the part's extent in source pixels (40 x 80 px, its larger side 80) widened by the
+    margin, centred where the part is; nothing found: no region."""
+    probs = torch.zeros((2, 32, 32))
+    probs[0, 8:12, 16:20] = 0.9
+    probs[1, 9:11, 17:19] = 0.8
+    probs[0, 0, 0] = 0.9  # a speck: not the region
+    box = found_box(probs, 320, 640, margin=0.25)
+    assert box == square_box(100, 360, 80 * 1.5, 320, 640) and box.shape == (120, 120)
+    assert found_box(torch.full((2, 32, 32), 0.1), 320, 640, margin=0.25) is None
+
+
+def test_a_region_rule_round_trips_through_its_entry() -> None:
+    region = Region(128, 0.25, 0.1, 0.15)
+    assert Region.of(region.as_dict()) == region and Region.of(None) is None

@@ -13,8 +13,10 @@ from unetpp.nn.checkpoint import atomic_save, model_payload
 from unetpp.nn.networks import UNetPlusPlus
 from unetpp.runtime.forward import forward_images
 from unetpp.runtime.geometry import Geometry
+from unetpp.runtime.guard import Guard, confidences
 from unetpp.runtime.intensity import RGB, Intensity
 from unetpp.runtime.readout import readout, served_masks
+from unetpp.runtime.region import Box, Region, paste
 from unetpp.runtime.served import ServedConfig, load_served
 
 
@@ -46,3 +48,46 @@ def test_load_served_answers_as_the_forward_pass_at_each_image_size(tmp_path: Pa
         assert answer.masks.shape == (2, *image.shape[:2]) and (answer.masks == expected).all()
         assert answer.probs.shape == (2, *image.shape[:2])
         assert answer.body == readout(expected, served.names)  # no guard in this checkpoint: no verdict
+
+
+def _cascade(tmp_path: Path, found: bool) -> Path:
+    """A cascade's checkpoint: a whole first stage (stored whole, as training writes it) whose heads' biases
+    find everything (`found`) or nothing, and a pruned second stage on a 32-px region grid."""
+    torch.manual_seed(1)
+    first = randomize_batchnorm(UNetPlusPlus.from_preset("tiny")).eval()
+    for name, p in first.named_parameters():
+        if name.startswith("heads.") and name.endswith("bias"):
+            p.data.fill_(10.0 if found else -10.0)
+    rgb = {"intensity": Intensity(3, 3).as_dict(), "class_names": ["disc", "cup"]}
+    coarse = model_payload(first, "unetpp", image_size=48, geometry=Geometry("whole", 48).as_dict(), **rgb)
+    region = Region(32, 0.25, 0.1, 0.15)
+    meta = {"image_size": 32, "geometry": Geometry("whole", 32).as_dict(), **rgb}
+    meta["cascade"] = {"coarse": coarse, "region": region.as_dict()}
+    atomic_save(model_payload(_pruned(), "unetpp_pruned", **meta), tmp_path / "model.pt")
+    return tmp_path / "model.pt"
+
+
+def test_a_cascade_segments_the_region_its_first_stage_finds_and_pastes_it_back_at_the_source_size(
+    tmp_path: Path,
+) -> None:
+    served = load_served(_cascade(tmp_path, found=True))
+    assert [s.config.geometry.size for s in served.stages] == [48, 32]
+    assert (served.coarse.config.level, served.coarse.config.mode) == (2, "fast")  # cut to the variant
+    image = np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8)
+    answer = next(served.answers([image]))
+    box = answer.seen.region
+    assert box == Box(0, 0, 60, 90) and not answer.seen.missed  # found everywhere: the whole image, cut by it
+    crop = forward_images(served.module, [box.crop(image)], Geometry("whole", 32), RGB)[0]
+    assert torch.equal(answer.seen.probs, crop.probs)
+    expected = served_masks(paste(crop.probs, box, 60, 90), 60, 90, served.names)
+    assert answer.masks.shape == (2, 60, 90) and (answer.masks == expected).all()
+
+
+def test_a_region_the_first_stage_misses_is_an_empty_answer_with_confidence_zero(tmp_path: Path) -> None:
+    served = load_served(_cascade(tmp_path, found=False))
+    image = np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8)
+    answer = next(served.answers([image]))
+    assert answer.seen.missed and answer.seen.region is None and not answer.masks.any()
+    assert all(float(v.max()) == 0.0 for v in confidences(answer.seen).values())
+    guard = Guard("soft_dice", {"disc": 0.2, "cup": 0.2}, {"disc": 0.5, "cup": 0.5}, ())
+    assert guard.confidence(answer.seen, served.names) == {"disc": 0.0, "cup": 0.0}
