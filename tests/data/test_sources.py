@@ -15,7 +15,7 @@ from tests.conftest import folder_params
 from unetpp.data.ingest import ingest
 from unetpp.data.ledger import read_ledger
 from unetpp.data.prepared import sample_file, source_arrays
-from unetpp.data.sources import RawSample, drishti_samples, folder_samples, mask_reference
+from unetpp.data.sources import RawSample, consensus_masks, drishti_samples, folder_samples, mask_reference
 from unetpp.data.splits import assign_splits
 from unetpp.data.synthetic import generate_fundus
 from unetpp.data.validate import DataValidationError
@@ -50,6 +50,7 @@ def _write_drishti(root: Path, test_gt: str, nest: str = "") -> None:
                 rim = mask & ~np.roll(mask, 3, axis=0)  # a band only some experts marked
                 soft[rim] = 100
                 Image.fromarray(soft).save(soft_dir / f"{name}_{suffix}segSoftmap.png")
+            (root / folder / gt / name / f"{name}_cdrValues.txt").write_text(f"0.{5 + k}1 0.60 0.5 0.7")
 
 
 @pytest.mark.parametrize(("test_gt", "nest"), [("Test_GT", ""), ("GT", ""), ("GT", "ALL")])
@@ -78,6 +79,16 @@ def test_drishti_threshold(tmp_path: Path) -> None:
         areas[threshold] = int(loaded.masks[0].sum())
     assert areas[0.3] > areas[0.5]  # the 100/255 band counts only at the lower threshold
     assert "at 0.5: a pixel is in a class where at least 50% of the experts marked it" in mask_reference(params.data)
+
+
+def test_drishti_gives_each_experts_cup_to_disc_ratio_and_the_pixels_all_experts_marked(tmp_path: Path) -> None:
+    _write_drishti(tmp_path, "Test_GT")
+    lenient = {"source": "drishti", "path": str(tmp_path), "drishti": {"threshold": 0.3}}
+    params = Params.model_validate({"data": lenient})
+    sample = drishti_samples(params.data, params.model.class_names)[0]
+    assert sample.expert_cdrs == (0.51, 0.6, 0.5, 0.7)
+    consensus, some = consensus_masks(sample), sample.load().masks
+    assert consensus.shape == some.shape and (consensus <= some).all() and consensus.sum() < some.sum()  # no rim
 
 
 def test_drishti_missing_layout_is_named(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ class RawSample:
     group: str = ""  # samples of one group (a patient, say) share a split
     drawn: bool = False  # in train by its folder (or none): a split no folder gives may be drawn from it
     rule: str = ""  # how its split was decided (`unetpp.data.splits.assign_splits`)
+    expert_cdrs: tuple[float, ...] = ()  # each expert's vertical cup-to-disc ratio, where the source gives them
 
 
 SPLITS = ("train", "val", "test")
@@ -117,11 +118,30 @@ def drishti_samples(p: DataParams, class_names: list[str]) -> list[RawSample]:
                     [str(m) for m in masks],
                     group_of(name, p.group_pattern, name),
                     drawn=split == "train",
+                    expert_cdrs=_expert_cdrs(gt_root / name / f"{name}_cdrValues.txt"),
                 )
             )
     if not samples:
         raise UserError(f"{root}: no png, jpg or tif images under Training/Images or Test/Images")
     return samples
+
+
+def _expert_cdrs(path: Path) -> tuple[float, ...]:
+    """Drishti-GS1's `<name>_cdrValues.txt`: each expert's vertical cup-to-disc ratio (none where absent)."""
+    if not path.is_file():
+        return ()
+    try:
+        return tuple(float(v) for v in path.read_text().split())
+    except ValueError as err:
+        raise UserError(f"{path}: expected the experts' cup-to-disc ratios as numbers ({err})") from err
+
+
+def consensus_masks(sample: RawSample) -> np.ndarray:
+    """(classes, H, W) bool: the pixels every expert marked (a Drishti-GS1 soft map at its top value), the
+    reference published baselines on this set score against."""
+    soft = [to_label(read_array(Path(m)), Path(m)) for m in sample.source_masks]
+    top = 65535 if max(int(s.max()) for s in soft) > 255 else 255
+    return np.stack([s >= top for s in soft])
 
 
 def _drishti_loader(img: Path, masks: list[Path], threshold: float) -> Callable[[], Loaded]:

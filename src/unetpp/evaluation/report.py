@@ -36,7 +36,11 @@ def _interval(entry: dict[str, Any] | None) -> str:
 def heldout_table(tests: dict[str, dict[str, Any]], names: list[str]) -> list[str]:
     """Markdown rows: per architecture, its selected variant on the test split with 95% intervals."""
     metrics = [f"dice_{c}" for c in names] + [f"iou_{c}" for c in names] + [f"hd95_{c}" for c in names]
-    metrics += ["cdr_abs_error"] if "cdr_abs_error" in next(iter(tests.values())) else []
+    # where the source gives them (Drishti-GS1): the Dice against the pixels every expert marked, the ratio's
+    # error against the experts' own ratios and their spread beside it (the human floor)
+    optional = [f"dice_{c}_all_experts" for c in names] + ["cdr_abs_error", "cdr_abs_error_vs_experts"]
+    optional += ["cdr_abs_error_experts_spread"]
+    metrics += [m for m in optional if m in next(iter(tests.values()))]
     failed = [f"failed_{c}" for c in names]
     head = ["model", "variant", "cases", *metrics, *(f"{f} (empty or Dice < 0.5)" for f in failed)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

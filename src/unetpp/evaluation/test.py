@@ -6,7 +6,10 @@ one loader the TorchServe handler and the registry gate use: the plan's grid, ba
 same post-processing) and scored against its **source-resolution** masks (`unetpp.scoring.cases`, as
 `evaluate` and the registry gate score val): Dice, IoU, HD95 and BCE per class, the failed cases per class,
 and for disc + cup the vertical cup-to-disc ratio and its absolute error. The summary gives each mean with a
-percentile-bootstrap 95% interval over cases (scipy). No other stage reads this split: ingest stores no arrays
+percentile-bootstrap 95% interval over cases (scipy). Where the source gives them (Drishti-GS1), the served
+ratio is also scored against the experts' own ratios with their spread beside it as the human floor, and the
+Dice against the pixels every expert marked (`dice_<class>_all_experts`: what published baselines on that set
+report). No other stage reads this split: ingest stores no arrays
 for it, and `PreparedDataset` refuses it.
 """
 
@@ -22,12 +25,12 @@ from PIL import Image
 from unetpp import layout as L
 from unetpp.data.heldout import heldout_cases
 from unetpp.data.prepared import Case
-from unetpp.data.sources import RawSample, mask_reference
+from unetpp.data.sources import RawSample, consensus_masks, mask_reference
 from unetpp.errors import UserError
 from unetpp.files import replacing, write_csv, write_json
 from unetpp.params import Params
 from unetpp.runtime.served import ServedModel, load_served
-from unetpp.scoring.cases import per_case_dice, score_cases, summarize
+from unetpp.scoring.cases import case_scores, per_case_dice, score_cases, summarize
 from unetpp.scoring.foreign import KINDS, foreign
 from unetpp.scoring.plots import overlay_grid
 from unetpp.scoring.risk import risk_figures
@@ -67,6 +70,24 @@ def guard_figures(model: ServedModel, rows: list[dict[str, Any]], samples: list[
     }
 
 
+CONSENSUS = "all_experts"  # the suffix of the Dice against the pixels every expert marked
+
+
+def expert_columns(rows: list[dict[str, Any]], samples: list[RawSample]) -> None:
+    """Where the source gives each expert's vertical cup-to-disc ratio for every case (Drishti-GS1), add to each
+    row the served ratio's error against the experts' mean (`cdr_abs_error_vs_experts`; a missed disc or cup:
+    the largest error the mean allows) and the human floor beside it: each expert against the mean of the
+    others, averaged over the experts (`cdr_abs_error_experts_spread`)."""
+    if not rows or any(len(s.expert_cdrs) < 2 for s in samples):
+        return
+    for row, sample in zip(rows, samples, strict=True):
+        experts = np.array(sample.expert_cdrs, float)
+        mean, others = experts.mean(), (experts.sum() - experts) / (len(experts) - 1)
+        got = row.get("cdr_pred", float("nan"))
+        row["cdr_abs_error_vs_experts"] = max(mean, 1 - mean) if np.isnan(got) else abs(got - mean)
+        row["cdr_abs_error_experts_spread"] = float(np.abs(experts - others).mean())
+
+
 def worst_cases(
     rows: list[dict[str, Any]], samples: list[RawSample], names: list[str], model: ServedModel
 ) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
@@ -93,15 +114,23 @@ def score_test_split(
     masks_dir = reports_dir / "test_masks"
     masks_dir.mkdir(parents=True, exist_ok=True)
 
+    samples, cases = heldout_cases(params.data, params.model.class_names, prepared)
+    by_id = {s.id: s for s in samples}
+    consensus: dict[str, dict[str, float]] = {}  # Drishti-GS1: the Dice against the pixels all experts marked
+
     def keep(case: Case, pred: np.ndarray) -> None:
         for c, m in zip(names, pred, strict=True):
             with replacing(masks_dir / f"{case.id}_{c}.png") as tmp:
                 Image.fromarray(m.astype(np.uint8) * 255).save(tmp, format="PNG")
+        if params.data.source == "drishti":
+            scores = case_scores(pred, consensus_masks(by_id[case.id]), names)
+            consensus[case.id] = {f"dice_{c}_{CONSENSUS}": scores[f"dice_{c}"] for c in names}
 
-    samples, cases = heldout_cases(params.data, params.model.class_names, prepared)
     rows = score_cases(model, cases, keep=keep)
     for row, sample in zip(rows, samples, strict=True):
+        row |= consensus.get(sample.id, {})
         row["source_image"] = sample.source_image
+    expert_columns(rows, samples)
     selected = json.loads((L.selected_file(models_dir)).read_text())
     config = model.config
     flips = config.flips
@@ -112,6 +141,7 @@ def score_test_split(
         "arch": selected["arch"],
         "variant": f"L{selected['level']} {selected['mode']}" + (f" + mirroring {list(flips)}" if flips else ""),
         "geometry": config.geometry.as_dict(),
+        "region": None if model.region is None else model.region.as_dict(),  # a cascade's second stage
         "intensity": config.intensity.as_dict(),
         "cases": len(rows),
         **summarize(rows, names),

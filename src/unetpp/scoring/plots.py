@@ -74,15 +74,25 @@ def pareto(rows: list[dict[str, Any]], path: Path) -> Path:
 Case = tuple[str, Any, Any, Any]  # (title, (H, W, C) image as decoded, predicted and true (classes, H, W) masks)
 
 
+ZOOM_MARGIN = 0.5  # the drawn square: the union of prediction and truth widened by half its extent each side
+
+
 def overlay_grid(cases: list[Case], names: list[str], path: Path, split: str) -> Path:
-    """Images with each predicted class filled in its colour and the ground truth as white contours."""
+    """Images with each predicted class filled in its colour and the ground truth as white contours, each
+    zoomed on the square around prediction and truth (a disc a few pixels wide in a drawn photograph shows no
+    boundary)."""
     import numpy as np
 
     from unetpp.runtime.images import display_rgb8
     from unetpp.runtime.readout import colour, describe_colours
+    from unetpp.runtime.region import region_box
 
     fig, axes = plt.subplots(1, max(1, len(cases)), figsize=(4 * max(1, len(cases)), 4), squeeze=False)
     for ax, (title, image, pred, truth) in zip(axes[0], cases, strict=False):
+        box = region_box(np.concatenate([pred, truth]), ZOOM_MARGIN)
+        if box is not None:
+            image, pred, truth = box.crop(image), box.crop(pred, (1, 2)), box.crop(truth, (1, 2))
+            title += f" [rows {box.top}-{box.bottom}, cols {box.left}-{box.right}]"
         rgb = display_rgb8(image).astype(np.float32) / 255
         for c, name in enumerate(names):
             rgb[pred[c]] = 0.55 * rgb[pred[c]] + 0.45 * np.array(colour(name, c)) / 255
