@@ -188,7 +188,7 @@ def test_the_handler_the_gate_and_the_test_stage_give_one_answer(served: Server)
         assert got.body["low_confidence"] == answer["low_confidence"], who
         assert got.body["confidence"] == pytest.approx(answer["confidence"], abs=2e-4), who
         assert got.body["ood_score"] == pytest.approx(answer["ood_score"], abs=2e-3), who
-        described = model.config.describe()
+        described = model.describe()
         assert described == {k: answer["model"][k] for k in described}, who
 
 

@@ -110,6 +110,13 @@ class ServedModel:
     def guard(self) -> Guard | None:
         return self.config.guard
 
+    def describe(self) -> dict[str, Any]:
+        """What an answer says of the model that made it: the variant, and a cascade's two grids."""
+        if self.coarse is None or self.region is None:
+            return self.config.describe()
+        grids = {"whole_side": self.coarse.config.geometry.size, "region_side": self.region.size}
+        return self.config.describe() | {"cascade": grids}
+
     @property
     def stages(self) -> list[ServedModel]:
         """The models a request passes through, in order: the first stage of a cascade, then this one."""

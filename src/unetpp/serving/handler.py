@@ -40,7 +40,7 @@ class SegmentationHandler(BaseHandler):
         self.limits = Limits(int(cfg["max_bytes"]), int(cfg["max_pixels"]))  # serve.* in params.yaml
         folder = os.environ.get(ENV)  # set by `unetpp serve start`; a TorchServe started by hand logs nothing
         self.log = RequestLog(Path(folder), bool(cfg.get("keep_images"))) if folder else None
-        self.model_info = {"name": cfg.get("name"), "version": str(cfg.get("version"))} | self.served.config.describe()
+        self.model_info = {"name": cfg.get("name"), "version": str(cfg.get("version"))} | self.served.describe()
         self.served.warm_up()  # the worker turns READY only once it answers at full speed
         self.initialized = True
 

@@ -292,7 +292,7 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
                 summary["first_stage"] = first
                 write_json(stage.metrics / "train.json", summary)
     finally:
-        if run_id is not None and rank == 0:
+        if rank == 0 and tracking.mlflow.active_run() is not None:
             tracking.mlflow.end_run()
         if world > 1:
             dist.destroy_process_group()
