@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.conftest import randomize_batchnorm
-from unetpp.nn.networks import UNet, UNetPlusPlus, build_model
+from unetpp.nn.networks import UNet, UNetPlusPlus, build_model, set_head_prior
 
 VARIANTS = {
     "unetpp-batch-transpose": lambda: UNetPlusPlus.from_preset("tiny"),
@@ -116,3 +116,11 @@ def test_compile_matches_eager() -> None:
     compiled = torch.compile(model.prune(2, "accurate"), backend="aot_eager")
     with torch.inference_mode():
         torch.testing.assert_close(compiled(x), model.predict(x, 2, "accurate"))
+
+
+def test_heads_start_at_each_classes_foreground_share_within_the_prior_bounds() -> None:
+    """A class covering a third of its images starts there; one rarer than 1% at 1%; one covering most at 50%."""
+    net = UNetPlusPlus.from_preset("tiny", num_classes=3)
+    set_head_prior(net, [0.33, 0.001, 0.9])
+    for head in net.heads.values():
+        assert torch.sigmoid(head.bias).tolist() == pytest.approx([0.33, 0.01, 0.5], abs=1e-6)

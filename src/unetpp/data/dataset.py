@@ -71,6 +71,11 @@ class PreparedDataset(Dataset):
             self._resampled[index] = resample_image(image, self.geometry), resampled
         return self._resampled[index]
 
+    def foreground(self) -> list[float]:
+        """Per class, its share of the pixels of the split's images on the grid (`arrays`)."""
+        masks = [self.arrays(i)[1] for i in range(len(self))]
+        return [float(np.mean([m[c].mean() for m in masks])) for c in range(masks[0].shape[0])]
+
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """What training step `index` is drawn from (before augmentation): `arrays`."""
         return self.arrays(index)
@@ -88,14 +93,17 @@ class PreparedDataset(Dataset):
 
 
 OUTER = 1.5  # the cached crop's side over the region's: every jittered box (side <= 1.15, shift <= 0.1) lies in it
+FIXED_DRAW = 2**31  # the seed of validation's boxes (training's are the epoch seeds, far below it)
 
 
 class RegionDataset(PreparedDataset):
     """A cascade's second stage's pairs: the region around each sample's reference masks (`region_box`) on the
-    region's grid. Training (with `augment`) moves and resizes the box per sample and epoch as a first stage
-    errs (`jittered_box`, seeded by the epoch's seed and the index, so a resumed run draws the same); validation
-    and the learning guard (`arrays`) see the box itself. Each sample keeps only a crop `OUTER` times the
-    region's side around it: a 2,000-px photograph's region is a few hundred pixels."""
+    region's grid, moved and resized as a first stage errs (`jittered_box`). Training (with `augment`) draws a
+    box per sample and epoch (seeded by the epoch's seed and the index, so a resumed run draws the same);
+    validation and the learning guard (`arrays`) see one fixed draw per sample (`FIXED_DRAW`): boxes as served,
+    not centred on the truth, on which a centred prior would score as no first stage lets it. Each sample keeps
+    only a crop `OUTER` times the region's side around it: a 2,000-px photograph's region is a few hundred
+    pixels."""
 
     def __init__(
         self,
@@ -133,17 +141,20 @@ class RegionDataset(PreparedDataset):
         size = self.region.size
         return resize_image(box.crop(image), size), resize_masks(box.crop(mask, (1, 2)), size).astype(np.uint8)
 
+    def _drawn(self, index: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        image, mask, box = self.crop(index)
+        r, rng = self.region, np.random.default_rng([seed, index])
+        return self._on_grid(image, mask, jittered_box(box, r.shift, r.scale, *image.shape[:2], rng))
+
     def arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The region of sample `index` (its reference box) on the region's grid (not jittered)."""
+        """Sample `index`'s fixed draw of its region on the region's grid (validation's, the guard's)."""
         if index not in self._resampled:
-            self._resampled[index] = self._on_grid(*self.crop(index))
+            self._resampled[index] = self._drawn(index, FIXED_DRAW)
         return self._resampled[index]
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """A jittered box of sample `index` on the region's grid: the epoch's draw."""
-        image, mask, box = self.crop(index)
-        r, rng = self.region, np.random.default_rng([self.seed, index])
-        return self._on_grid(image, mask, jittered_box(box, r.shift, r.scale, *image.shape[:2], rng))
+        return self._drawn(index, self.seed)
 
 
 def make_loader(

@@ -31,8 +31,10 @@ DEPTH = 4
 PAD_MULTIPLE = 2**DEPTH
 # Heads start out predicting a foreground probability of 1% (Lin et al., 2017's prior), not 50%:
 # the structures are small, and with a zero bias the background's probability mass swamps the soft
-# Dice for most of a short training run.
-HEAD_PRIOR_LOGIT = math.log(0.01 / 0.99)
+# Dice for most of a short training run. Training sets each class's own share (`set_head_prior`).
+HEAD_PRIOR = 0.01
+HEAD_PRIOR_LOGIT = math.log(HEAD_PRIOR / (1 - HEAD_PRIOR))
+MAX_PRIOR = 0.5  # a class covering most of its images starts undecided, not sure
 LEVELS = (1, 2, 3, 4)
 Mode = Literal["fast", "accurate"]
 MODES: tuple[Mode, ...] = ("fast", "accurate")
@@ -279,6 +281,16 @@ ARCHITECTURES: dict[str, type[NodeNet]] = {
     "unetpp_pruned": PrunedUNetPlusPlus,
     "unet_inference": UNetInference,
 }
+
+
+def set_head_prior(model: NodeNet, shares: list[float]) -> None:
+    """Start every head at each class's foreground share of the images it trains on, within [`HEAD_PRIOR`,
+    `MAX_PRIOR`] (Lin et al.'s prior, from the data: a photograph's disc covers 2% of it, the disc of a
+    cascade's region a third; started at 1%, such a class was the last one learned)."""
+    logits = torch.tensor([math.log(p / (1 - p)) for p in (min(MAX_PRIOR, max(HEAD_PRIOR, s)) for s in shares)])
+    with torch.no_grad():
+        for head in model.heads.values():
+            head.bias.copy_(logits.to(head.bias))
 
 
 def build_model(arch: str, **config: Any) -> NodeNet:

@@ -33,7 +33,7 @@ from unetpp.data.prepared import MANIFEST
 from unetpp.errors import DidNotLearn
 from unetpp.files import write_csv, write_json
 from unetpp.nn.checkpoint import atomic_save, model_payload
-from unetpp.nn.networks import NodeNet, build_model, head_probabilities
+from unetpp.nn.networks import NodeNet, build_model, head_probabilities, set_head_prior
 from unetpp.params import Params
 from unetpp.planning.recipe import Recipe, load_recipe
 from unetpp.runtime.forward import forward
@@ -97,10 +97,14 @@ class TrainState:
         self.best, self.run_id = saved["best_dice"], saved["run_id"]
 
 
-def build_state(params: Params, recipe: Recipe, device: torch.device, memory_format: torch.memory_format) -> TrainState:
-    """A fresh model, Adam, StepLR and (when the recipe has one) the weight average."""
-    model = build_model(params.model.arch, **params.model.build_kwargs(recipe.intensity.in_channels)).to(device)
-    model.to(memory_format=memory_format)
+def build_state(
+    params: Params, recipe: Recipe, shares: list[float], device: torch.device, memory_format: torch.memory_format
+) -> TrainState:
+    """A fresh model whose heads start at the classes' foreground `shares` (`set_head_prior`), Adam, StepLR and
+    (when the recipe has one) the weight average."""
+    model = build_model(params.model.arch, **params.model.build_kwargs(recipe.intensity.in_channels))
+    set_head_prior(model, shares)
+    model.to(device).to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.train.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe.step_size, gamma=params.train.gamma)
     return TrainState(model, optimizer, scheduler, weight_average(model, recipe.ema_decay))
@@ -320,7 +324,7 @@ def fit(
     val_batch = recipe.batch_size if stage.grid.mode == "whole" else 1  # windows: images may differ in size
     val_loader = make_loader(stage.val, params.data, batch_size=val_batch, shuffle=False)
     memory_format = torch.channels_last if tp.channels_last else torch.contiguous_format
-    state = build_state(params, recipe, device, memory_format)
+    state = build_state(params, recipe, stage.train.foreground(), device, memory_format)
     scaler = torch.amp.GradScaler(device.type, enabled=tp.precision == "fp16")
     loss_fn = DeepSupervisionLoss(tp.head_weights, tp.bce_weight, tp.dice_weight, dice_per_image=tp.dice_per_image)
     step = StepSetup(loss_fn, scaler, tp.precision, device, memory_format)
