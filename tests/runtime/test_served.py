@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from tests.conftest import randomize_batchnorm
 from unetpp.nn.checkpoint import atomic_save, model_payload
 from unetpp.nn.networks import UNetPlusPlus
-from unetpp.runtime.forward import forward_images
+from unetpp.runtime.forward import Inspection, forward_images
 from unetpp.runtime.geometry import Geometry
 from unetpp.runtime.guard import Guard, confidences
 from unetpp.runtime.intensity import RGB, Intensity
@@ -82,6 +83,27 @@ def test_a_cascade_segments_the_region_its_first_stage_finds_and_pastes_it_back_
     assert torch.equal(answer.seen.probs, crop.probs)
     expected = served_masks(paste(crop.probs, box, 60, 90), 60, 90, served.names)
     assert answer.masks.shape == (2, 60, 90) and (answer.masks == expected).all()
+
+
+def test_a_region_off_the_centre_is_cut_where_the_first_stage_found_it_and_pasted_back_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first stage's pass replaced by one that finds a part at rows 30-39, columns 40-47 of its 48-px grid
+    of a 96 x 144 image: the region is that part's extent in source pixels (rows 60-80, columns 120-144: side
+    24) widened by the margin to 36 and moved inside the image, the second stage segments that crop, and its
+    answer lies there and nowhere else."""
+    served = load_served(_cascade(tmp_path, found=True))
+    image = np.random.default_rng(0).integers(0, 255, (96, 144, 3), dtype=np.uint8)
+    probs = torch.zeros((2, 48, 48))
+    probs[0, 30:40, 40:48] = 0.9
+    found = Inspection(probs, probs[None], torch.zeros(4))
+    monkeypatch.setattr(served.coarse, "inspect", lambda images: [found for _ in images])
+    answer = next(served.answers([image]))
+    assert answer.seen.region == Box(52, 108, 88, 144)
+    crop = forward_images(served.module, [answer.seen.region.crop(image)], Geometry("whole", 32), RGB)[0]
+    assert torch.equal(answer.seen.probs, crop.probs)
+    expected = served_masks(paste(crop.probs, answer.seen.region, 96, 144), 96, 144, served.names)
+    assert (answer.masks == expected).all() and not answer.masks[:, :52].any() and not answer.masks[:, :, :108].any()
 
 
 def test_a_region_the_first_stage_misses_is_an_empty_answer_with_confidence_zero(tmp_path: Path) -> None:

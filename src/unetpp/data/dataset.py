@@ -15,7 +15,6 @@ from unetpp.errors import UserError
 from unetpp.params import DataParams
 from unetpp.runtime.geometry import Geometry, resample_image, resample_masks
 from unetpp.runtime.intensity import Intensity
-from unetpp.runtime.preprocess import resize_image, resize_masks
 from unetpp.runtime.region import Box, Region, jittered_box, region_box, square_box
 
 set_track_meta(False)  # plain tensors out of MONAI transforms: no metadata bookkeeping per sample
@@ -92,7 +91,6 @@ class PreparedDataset(Dataset):
         return torch.as_tensor(out["image"]), torch.as_tensor(out["mask"]).clamp(0.0, 1.0)
 
 
-OUTER = 1.5  # the cached crop's side over the region's: every jittered box (side <= 1.15, shift <= 0.1) lies in it
 FIXED_DRAW = 2**31  # the seed of validation's boxes (training's are the epoch seeds, far below it)
 
 
@@ -102,8 +100,9 @@ class RegionDataset(PreparedDataset):
     box per sample and epoch (seeded by the epoch's seed and the index, so a resumed run draws the same);
     validation and the learning guard (`arrays`) see one fixed draw per sample (`FIXED_DRAW`): boxes as served,
     not centred on the truth, on which a centred prior would score as no first stage lets it. Each sample keeps
-    only a crop `OUTER` times the region's side around it: a 2,000-px photograph's region is a few hundred
-    pixels."""
+    only the crop every draw lies in (`outer`): a 2,000-px photograph's region is a few hundred pixels. A sample
+    without a target gets the centre square of half its shorter side, empty: what a first stage's false find
+    shows."""
 
     def __init__(
         self,
@@ -123,23 +122,30 @@ class RegionDataset(PreparedDataset):
         super().reseed(seed)
         self.seed = seed
 
+    @property
+    def outer(self) -> float:
+        """The cached crop's side over the region's: a box resized by 1 + scale and moved by shift of its side
+        along each axis stays inside."""
+        return 1 + self.region.scale + 2 * self.region.shift
+
     def crop(self, index: int) -> tuple[np.ndarray, np.ndarray, Box]:
         """The cached (h, w, C) image and (classes, h, w) masks around sample `index`'s region, and the region's
         box in them."""
         if index not in self._crops:
             image, mask = source_arrays(self.prepared, self.ids[index])
-            box = region_box(mask, self.region.margin)
-            if box is None:
-                raise UserError(f"{self.ids[index]}: no target in its masks; a cascade's region needs one")
+            height, width = image.shape[:2]
+            box = region_box(mask, self.region.margin) or square_box(
+                height / 2, width / 2, min(height, width) / 2, height, width
+            )
             centre = ((box.top + box.bottom) / 2, (box.left + box.right) / 2)
-            outer = square_box(*centre, max(box.shape) * OUTER, *image.shape[:2])
+            outer = square_box(*centre, max(box.shape) * self.outer, height, width)
             kept = outer.crop(image).copy(), outer.crop(mask, (1, 2)).copy()
             self._crops[index] = (*kept, box.shifted(outer.top, outer.left))
         return self._crops[index]
 
     def _on_grid(self, image: np.ndarray, mask: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
-        size = self.region.size
-        return resize_image(box.crop(image), size), resize_masks(box.crop(mask, (1, 2)), size).astype(np.uint8)
+        cut = box.crop(mask, (1, 2))
+        return resample_image(box.crop(image), self.geometry), resample_masks(cut, self.geometry).astype(np.uint8)
 
     def _drawn(self, index: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         image, mask, box = self.crop(index)

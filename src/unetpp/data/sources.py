@@ -136,23 +136,26 @@ def _expert_cdrs(path: Path) -> tuple[float, ...]:
         raise UserError(f"{path}: expected the experts' cup-to-disc ratios as numbers ({err})") from err
 
 
-def consensus_masks(sample: RawSample) -> np.ndarray:
-    """(classes, H, W) bool: the pixels every expert marked (a Drishti-GS1 soft map at its top value), the
-    reference published baselines on this set score against."""
-    soft = [to_label(read_array(Path(m)), Path(m)) for m in sample.source_masks]
+def _marked(masks: list[Path], share: float) -> np.ndarray:
+    """(classes, H, W) bool from Drishti-GS1 soft maps (the experts' average marking, 0 to their top value): the
+    pixels at least `share` of the experts marked."""
+    soft = [to_label(read_array(m), m) for m in masks]
+    if soft[0].shape != soft[1].shape:
+        raise ImageReadError(f"{masks[1]}: size {soft[1].shape} differs from {masks[0]} {soft[0].shape}")
     top = 65535 if max(int(s.max()) for s in soft) > 255 else 255
-    return np.stack([s >= top for s in soft])
+    return np.stack([s >= share * top for s in soft])
+
+
+def consensus_masks(sample: RawSample) -> np.ndarray:
+    """(classes, H, W) bool: the pixels every expert marked, the reference published baselines on Drishti-GS1
+    score against."""
+    return _marked([Path(m) for m in sample.source_masks], 1.0)
 
 
 def _drishti_loader(img: Path, masks: list[Path], threshold: float) -> Callable[[], Loaded]:
     def load() -> Loaded:
         image, channels, dtype, bits = _image(img)
-        soft = [to_label(read_array(m), m) for m in masks]
-        if soft[0].shape != soft[1].shape:
-            raise ImageReadError(f"{masks[1]}: size {soft[1].shape} differs from {masks[0]} {soft[0].shape}")
-        top = 65535 if max(int(s.max()) for s in soft) > 255 else 255
-        binary = np.stack([s >= threshold * top for s in soft])
-        return Loaded(image, binary, channels, dtype, [0, 1], True, bits=bits)
+        return Loaded(image, _marked(masks, threshold), channels, dtype, [0, 1], True, bits=bits)
 
     return load
 

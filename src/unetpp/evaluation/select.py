@@ -18,7 +18,7 @@ from unetpp.files import write_json
 from unetpp.nn.checkpoint import atomic_save, load_checkpoint, model_of, model_payload
 from unetpp.nn.networks import NodeNet
 from unetpp.params import Params, SelectParams
-from unetpp.runtime.served import ServedModel
+from unetpp.runtime.served import ServedModel, first_stage_of
 
 PACKAGE = Path(__file__).resolve().parents[1]  # src/unetpp: logged with the model as its code
 
@@ -87,6 +87,7 @@ def select(params: Params, prepared: Path, metrics_dir: Path, models_dir: Path) 
         policy=params.select.model_dump(),
         weights=str(weights),
         guard=fitted,
+        cascade=meta.get("cascade", {}).get("region"),  # the region rule of a cascade's second stage, or None
     )
     return log_selection(pruned, selected, params, models_dir, meta["image_size"])
 
@@ -99,10 +100,10 @@ def served_arch(arch: str) -> str:
 SERVED_ENTRIES = ("class_names", "image_size", "geometry", "intensity")  # what a served stage keeps of best.pt
 
 
-def cut_cascade(cascade: dict[str, Any], level: int, mode: str) -> dict[str, Any]:
-    """A cascade's first stage cut to the chosen level and mode (the stages' latencies add: each is pruned)."""
+def cut_cascade(cascade: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
+    """A cascade's entry with its first stage cut as the chosen `variant` (its config) is served."""
     first = cascade["coarse"]
-    cut = model_of(first).prune(level, mode)
+    cut = first_stage_of(model_of(first), variant)
     kept = {k: first[k] for k in SERVED_ENTRIES if k in first}
     return {"coarse": model_payload(cut, served_arch(first["arch"]), **kept), "region": cascade["region"]}
 
@@ -114,7 +115,7 @@ def export(pruned: NodeNet, arch: str, meta: dict[str, Any], tta: list[int], pre
     `prepared`: no guard)."""
     kept = {k: meta[k] for k in SERVED_ENTRIES if k in meta}
     if meta.get("cascade"):
-        kept["cascade"] = cut_cascade(meta["cascade"], int(pruned.config["level"]), str(pruned.config["mode"]))
+        kept["cascade"] = cut_cascade(meta["cascade"], pruned.config)
     payload = model_payload(pruned, arch, **kept, tta_flips=tta)
     fitted: dict[str, Any] = {}
     if prepared is not None:
@@ -161,6 +162,8 @@ def log_selection(
                 "selected_level": selected["level"],
                 "selected_mode": selected["mode"],
                 "selection_reason": selected["reason"],
+                # a cascade: the logged module is its second stage; the chain is served from the extra file
+                "served_stages": "cascade (whole image, then region)" if selected.get("cascade") else "one",
             }
         )
         tracking.mlflow.log_metrics(

@@ -34,10 +34,13 @@ def plan(params: Params, prepared: Path, out: Path) -> dict[str, Any]:
     sides = [size] if region is None else [size, region.size]  # a cascade's step trains both stages
     forward = sum(count_flops(model, (1, reading.in_channels, s, s)) for s in sides)
     described = {"arch": model_params.arch, "input_side": size, "forward_gflops_per_image": round(forward / 1e9, 4)}
+    recipe = derive(params, fp, forward, (geometry, geometry_entry), reading)
+    if region is not None:  # the second stage shows what the first stage's grid loses (region_entry's spans)
+        recipe["geometry"].pop("warning", None)
     result = {
         "fingerprint": fp,
         "model": described | ({} if region is None else {"region_side": region.size}),
-        "recipe": derive(params, fp, forward, (geometry, geometry_entry), reading) | {"region": region_entry},
+        "recipe": recipe | {"region": region_entry},
     }
     write_json(out, result)
     return result

@@ -153,6 +153,7 @@ def cascade(
     sides = [float(np.sqrt(m.shape[1] * m.shape[2])) for m in masks]
     whole = Geometry("whole", size)
     need, have = needs(per), spans(per, sides, geometry)
+    names = [c for c in names if np.isfinite(need[c])]  # a class with no object in these images asks nothing
     out: dict[str, Any] = {
         "value": None,
         "from": "plan",
@@ -166,7 +167,7 @@ def cascade(
         "spans_px": {c: round(v, 2) for c, v in have.items()},
     }
     shown = all(have[c] >= need[c] for c in names)
-    if shown and geometry == whole:
+    if not names or (shown and geometry == whole):
         return None, out | {"why": "the whole image's grid shows every class's smallest target: one stage"}
     boxes = [region_box(m, MARGIN) for m in masks]
     if any(b is None for b in boxes):
@@ -193,6 +194,6 @@ def cascade(
         "forward_px": {"cascade": two, label: single},
     }
     if two >= single:
-        return None, out | {"why": f"one stage ({label}) shows the targets for less"}
+        return None, out | {"why": f"one stage ({label}) would show the targets for less: no cascade"}
     region = Region(grid, MARGIN, SHIFT, SCALE)
     return region, out | {"value": region.as_dict(), "why": "a cascade shows every class for the least"}

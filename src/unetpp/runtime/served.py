@@ -97,7 +97,7 @@ class ServedModel:
         cascade = meta.get("cascade")
         coarse = None
         if cascade:
-            first = _variant_of(model_of(cascade["coarse"]), model.config)
+            first = first_stage_of(model_of(cascade["coarse"]), model.config)
             coarse = cls.of(first.to(next(model.parameters()).device), cascade["coarse"])
         region = Region.of(cascade["region"]) if cascade else None
         return cls(optimize_for_inference(model, channels_last=True), config, coarse, region)
@@ -182,9 +182,10 @@ class ServedModel:
                     stage.module.guard_outputs(torch.zeros(1, channels, side, side))
 
 
-def _variant_of(first: NodeNet, variant: dict[str, Any]) -> NodeNet:
+def first_stage_of(first: NodeNet, variant: dict[str, Any]) -> NodeNet:
     """A cascade's first stage cut to the served variant's level and mode where it is stored whole (evaluate
-    scores every variant from the trained checkpoint); as stored where it was exported cut already."""
+    scores every variant from the trained checkpoint; select exports it cut); as stored where it is cut
+    already. The stages' latencies add: each is pruned alike."""
     if variant.get("level") is None or first.config.get("level") is not None:
         return first
     return first.prune(int(variant["level"]), variant.get("mode") or "fast")

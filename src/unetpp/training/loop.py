@@ -110,8 +110,16 @@ def build_state(
     return TrainState(model, optimizer, scheduler, weight_average(model, recipe.ema_decay))
 
 
+def under_way(last_path: Path, key: str) -> bool:
+    """Whether `last.pt` is an unfinished run of the same resume key (a cascade's second stage, interrupted)."""
+    if not last_path.is_file():
+        return False
+    saved = torch.load(last_path, map_location="cpu", weights_only=True)
+    return saved.get("resume_key") == key and not saved.get("complete")
+
+
 def finished(state: TrainState, last_path: Path, key: str, device: torch.device) -> bool:
-    """Take `last.pt` when it is a finished run of the same resume key (a cascade's first stage, once its
+    """Take `last.pt` when it is a finished run of the same resume key (a cascade's first stage, while its
     second is under way)."""
     if not last_path.is_file():
         return False
@@ -284,13 +292,17 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
     # = use_deterministic_algorithms(True, warn_only=True) without its import of Inductor's config (2-6 s a stage)
     torch.set_deterministic_debug_mode("warn")
     planned = stages(params, recipe, prepared, models_dir, metrics_dir)
+    keys = [resume_key(params, recipe, prepared / MANIFEST, stage.name) for stage in planned]
+    # a first stage is taken as it is only while the second is under way (its last.pt unfinished, same key)
+    second = under_way(L.last_checkpoint(planned[-1].models), keys[-1]) if len(planned) > 1 else False
     run_id = None
     summaries: list[dict[str, Any]] = []
     try:
-        for stage in planned:
+        for stage, key in zip(planned, keys, strict=True):
             torch.manual_seed(tp.seed)
             first = summaries[0] if summaries else None
-            summary, run_id = fit(params, recipe, stage, prepared, plans, (rank, world, device), run_id)
+            kept = second and stage is not planned[-1]
+            summary, run_id = fit(params, recipe, stage, key, kept, prepared, plans, (rank, world, device), run_id)
             summaries.append(summary)
             if first is not None and rank == 0:
                 summary["first_stage"] = first
@@ -307,13 +319,16 @@ def fit(
     params: Params,
     recipe: Recipe,
     stage: Stage,
+    key: str,
+    kept: bool,
     prepared: Path,
     plans: Path,
     where: tuple[int, int, torch.device],
     run_id: str | None,
 ) -> tuple[dict[str, Any], str | None]:
-    """Train one stage to its end (or take its finished run); its summary and the MLflow run it logged to.
-    Raises `DidNotLearn` once its outputs are written, when the learning guard refuses it."""
+    """Train one stage to its end (`kept`: take its finished run of the same resume `key`); its summary and the
+    MLflow run it logged to. Raises `DidNotLearn` on every rank once its outputs are written, when the learning
+    guard refuses it."""
     from unetpp import tracking
 
     rank, world, device = where
@@ -331,11 +346,10 @@ def fit(
 
     manifest = prepared / MANIFEST
     say: Callable[[str], None] = (lambda m: print(m, flush=True)) if rank == 0 else (lambda m: None)
-    key = resume_key(params, recipe, manifest, stage.name)
     last_path, best_path = L.last_checkpoint(stage.models), L.best_checkpoint(stage.models)
     stage.models.mkdir(parents=True, exist_ok=True)
     going = True
-    if stage.name == "coarse" and best_path.is_file() and finished(state, last_path, key, device):
+    if kept and best_path.is_file() and finished(state, last_path, key, device):
         say(f"{stage.tag}finished before, as {last_path} says; taken as it is")
         going = False
     elif resume(state, last_path, key, device):
@@ -376,12 +390,13 @@ def fit(
         if rank == 0:
             atomic_save(state.checkpoint(key, complete=not going), last_path)
     summary: dict[str, Any] = {}
+    verdict: str | DidNotLearn = ""
     if rank == 0:
         end = ending(state.epoch, state.history, recipe.epochs, recipe.cap_epochs, recipe.patience, tp.min_delta)
         verdict = guard(state.history, params, recipe, end, stage, prepared)
         summary = _write_outputs(state.history, names, stage, state.run_id, end, verdict)
-        if isinstance(verdict, DidNotLearn):
-            raise verdict
+    if _agreed(isinstance(verdict, DidNotLearn), world):  # every rank stops, not only rank 0
+        raise verdict if isinstance(verdict, DidNotLearn) else DidNotLearn(f"{stage.name}: refused on rank 0")
     return summary, state.run_id
 
 
