@@ -73,8 +73,9 @@ def test_a_cascade_segments_the_region_its_first_stage_finds_and_pastes_it_back_
 ) -> None:
     served = load_served(_cascade(tmp_path, found=True))
     assert [s.config.geometry.size for s in served.stages] == [48, 32]
-    assert served.describe() == {"level": 2, "mode": "fast", "cascade": {"whole_side": 48, "region_side": 32}}
-    assert (served.coarse.config.level, served.coarse.config.mode) == (2, "fast")  # cut to the variant
+    cascade = {"whole_side": 48, "whole_level": 4, "region_side": 32}
+    assert served.describe() == {"level": 2, "mode": "fast", "cascade": cascade}
+    assert (served.coarse.config.level, served.coarse.config.mode) == (4, "fast")  # the first stage at full depth
     image = np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8)
     answer = next(served.answers([image]))
     box = answer.seen.region

@@ -100,22 +100,22 @@ def served_arch(arch: str) -> str:
 SERVED_ENTRIES = ("class_names", "image_size", "geometry", "intensity")  # what a served stage keeps of best.pt
 
 
-def cut_cascade(cascade: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
-    """A cascade's entry with its first stage cut as the chosen `variant` (its config) is served."""
+def served_cascade(cascade: dict[str, Any]) -> dict[str, Any]:
+    """A cascade's entry with its first stage as it is served (`first_stage_of`)."""
     first = cascade["coarse"]
-    cut = first_stage_of(model_of(first), variant)
+    cut = first_stage_of(model_of(first))
     kept = {k: first[k] for k in SERVED_ENTRIES if k in first}
     return {"coarse": model_payload(cut, served_arch(first["arch"]), **kept), "region": cascade["region"]}
 
 
 def export(pruned: NodeNet, arch: str, meta: dict[str, Any], tta: list[int], prepared: Path | None, out: Path) -> dict:
-    """Write `out` (models/pruned/model.pt): the pruned variant (a cascade: both stages, cut alike) with the
+    """Write `out` (models/pruned/model.pt): the pruned variant (a cascade: its second stage; the first at full depth) with the
     checkpoint entries it is served with (`unetpp.runtime.served.ServedConfig`), its guard fitted on `prepared`
     and the monitor's reference (val answered as served); returns what the guard was fitted on (empty without
     `prepared`: no guard)."""
     kept = {k: meta[k] for k in SERVED_ENTRIES if k in meta}
     if meta.get("cascade"):
-        kept["cascade"] = cut_cascade(meta["cascade"], pruned.config)
+        kept["cascade"] = served_cascade(meta["cascade"])
     payload = model_payload(pruned, arch, **kept, tta_flips=tta)
     fitted: dict[str, Any] = {}
     if prepared is not None:

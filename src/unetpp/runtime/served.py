@@ -92,12 +92,12 @@ class ServedModel:
     @classmethod
     def of(cls, model: torch.nn.Module, meta: dict[str, Any], flips: tuple[int, ...] | None = None) -> ServedModel:
         """`model` (a variant, pruned or not, on its device) served with `meta`'s config (or `flips`); a cascade's
-        first stage comes from `meta`, cut to the variant's level and mode where it is stored whole."""
+        first stage comes from `meta`, at its full depth (`first_stage_of`)."""
         config = ServedConfig.parse(meta, model.config, flips)
         cascade = meta.get("cascade")
         coarse = None
         if cascade:
-            first = first_stage_of(model_of(cascade["coarse"]), model.config)
+            first = first_stage_of(model_of(cascade["coarse"]))
             coarse = cls.of(first.to(next(model.parameters()).device), cascade["coarse"])
         region = Region.of(cascade["region"]) if cascade else None
         return cls(optimize_for_inference(model, channels_last=True), config, coarse, region)
@@ -114,7 +114,8 @@ class ServedModel:
         """What an answer says of the model that made it: the variant, and a cascade's two grids."""
         if self.coarse is None or self.region is None:
             return self.config.describe()
-        grids = {"whole_side": self.coarse.config.geometry.size, "region_side": self.region.size}
+        first = self.coarse.config
+        grids = {"whole_side": first.geometry.size, "whole_level": first.level, "region_side": self.region.size}
         return self.config.describe() | {"cascade": grids}
 
     @property
@@ -182,13 +183,15 @@ class ServedModel:
                     stage.module.guard_outputs(torch.zeros(1, channels, side, side))
 
 
-def first_stage_of(first: NodeNet, variant: dict[str, Any]) -> NodeNet:
-    """A cascade's first stage cut to the served variant's level and mode where it is stored whole (evaluate
-    scores every variant from the trained checkpoint; select exports it cut); as stored where it is cut
-    already. The stages' latencies add: each is pruned alike."""
-    if variant.get("level") is None or first.config.get("level") is not None:
+def first_stage_of(first: NodeNet) -> NodeNet:
+    """A cascade's first stage as served: at its full depth, one head (`fast`), where it is stored as trained
+    (evaluate scores every variant from the trained checkpoint; select exports it so); as stored where it is
+    served already. Only the second stage is pruned to the variant: the first must tell the targets' region
+    from everything else in the whole image, which a shallow cut's receptive field (a few grid pixels at L1)
+    cannot; on Drishti-GS1 `Training/` an L1 first stage put one region of 10 on another part of a photograph."""
+    if first.config.get("level") is not None:
         return first
-    return first.prune(int(variant["level"]), variant.get("mode") or "fast")
+    return first.prune(max(first.levels), "fast")
 
 
 def load_served(path: Path) -> ServedModel:
