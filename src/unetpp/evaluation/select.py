@@ -109,10 +109,10 @@ def served_cascade(cascade: dict[str, Any]) -> dict[str, Any]:
 
 
 def export(pruned: NodeNet, arch: str, meta: dict[str, Any], tta: list[int], prepared: Path | None, out: Path) -> dict:
-    """Write `out` (models/pruned/model.pt): the pruned variant (a cascade: its second stage; the first at full depth) with the
-    checkpoint entries it is served with (`unetpp.runtime.served.ServedConfig`), its guard fitted on `prepared`
-    and the monitor's reference (val answered as served); returns what the guard was fitted on (empty without
-    `prepared`: no guard)."""
+    """Write `out` (models/pruned/model.pt): the pruned variant (a cascade: its second stage; the first at full
+    depth) with the checkpoint entries it is served with (`unetpp.runtime.served.ServedConfig`), its guard fitted
+    on `prepared` and the monitor's reference (val answered as served); returns what the guard was fitted on
+    (empty without `prepared`: no guard)."""
     kept = {k: meta[k] for k in SERVED_ENTRIES if k in meta}
     if meta.get("cascade"):
         kept["cascade"] = served_cascade(meta["cascade"])
