@@ -14,7 +14,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -234,7 +234,9 @@ class Stage:
     """One network a run trains: the one-stage model, or a cascade's first (`coarse`: the whole image on the
     plan's grid) or second (`region`: the region around the targets on its own grid). `grid` is what
     validation runs on; `models` where its best.pt and last.pt go, `metrics` its train.json and curve (a
-    first stage's: beside its checkpoints, scratch); `prefix` its MLflow metrics' prefix."""
+    first stage's: beside its checkpoints, scratch); `prefix` its MLflow metrics' prefix; `extends`: whether it
+    goes on past the planned epochs while val improves (a cascade's first stage does not: its masks are never
+    served, only the region they give)."""
 
     name: str
     grid: Geometry
@@ -243,6 +245,7 @@ class Stage:
     models: Path
     metrics: Path
     prefix: str = ""
+    extends: bool = True
 
     @property
     def tag(self) -> str:
@@ -264,6 +267,7 @@ def stages(params: Params, recipe: Recipe, prepared: Path, models_dir: Path, met
         models_dir if recipe.region is None else L.coarse_models(models_dir),
         metrics_dir if recipe.region is None else L.coarse_models(models_dir),
         "" if recipe.region is None else "coarse.",
+        extends=recipe.region is None,
     )
     if recipe.region is None:
         return [one]
@@ -302,7 +306,8 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
             torch.manual_seed(tp.seed)
             first = summaries[0] if summaries else None
             kept = second and stage is not planned[-1]
-            summary, run_id = fit(params, recipe, stage, key, kept, prepared, plans, (rank, world, device), run_id)
+            own = recipe if stage.extends else replace(recipe, cap_epochs=recipe.epochs)
+            summary, run_id = fit(params, own, stage, key, kept, prepared, plans, (rank, world, device), run_id)
             summaries.append(summary)
             if first is not None and rank == 0:
                 summary["first_stage"] = first
