@@ -183,3 +183,45 @@ def test_two_nodes_train_the_weights_of_one_node_with_two_processes(workspace: P
     two = _best_weights(nodes[0])
     for name, tensor in _best_weights(one).items():
         assert torch.equal(tensor, two[name]), name
+
+
+@pytest.mark.slow
+def test_a_cascade_killed_in_its_second_stage_resumes_there_and_ends_as_an_uninterrupted_run(
+    workspace: Path,
+) -> None:
+    """The plan's own choice on these images (a cascade): the first stage, finished, is taken as it is while the
+    second is under way; a rerun after both finished trains both again (the code may have changed)."""
+    params = project_params(TINY, {"train": {"scale": "auto"}})
+    works = {}
+    for name in ("cascade-straight", "cascade-killed"):
+        works[name] = _copy(workspace, name)
+        (works[name] / "params.yaml").write_text(yaml.safe_dump(params))
+        plan(Params.model_validate(params), works[name] / "data/prepared", works[name] / "plans.json")
+    straight, killed = works.values()
+    assert json.loads((straight / "plans.json").read_text())["recipe"]["region"]["value"] is not None
+    done = _train(straight)
+    assert done.returncode == 0, done.stderr
+    assert "coarse epoch 1/" in done.stdout and "region epoch 1/" in done.stdout
+
+    proc = subprocess.Popen(
+        ["unetpp", "train"], cwd=killed, env=_env(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    last, deadline = killed / "models/last.pt", time.time() + 300  # the second stage's (the first's: models/coarse/)
+    while not last.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    interrupted_at = torch.load(last, weights_only=True)["epoch"]
+    assert interrupted_at < TINY["train"]["epochs"] - 1, "the run finished before it could be killed"
+
+    resumed = _train(killed)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "coarse finished before, as models/coarse/last.pt says; taken as it is" in resumed.stdout
+    assert f"region resuming from models/last.pt after epoch {interrupted_at + 1}" in resumed.stdout
+    assert json.loads((killed / "metrics/train.json").read_text()) == json.loads(
+        (straight / "metrics/train.json").read_text()
+    )
+    for name, tensor in _best_weights(straight).items():
+        assert torch.equal(tensor, _best_weights(killed)[name]), name
+    again = _train(killed)
+    assert again.returncode == 0 and "coarse epoch 1/" in again.stdout and "finished before" not in again.stdout
