@@ -69,6 +69,26 @@ def _train(work: Path, *prefix: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=work, env=_env(work), capture_output=True, text=True, timeout=600)
 
 
+def _killed_after(work: Path, saves: int) -> int:
+    """Start `unetpp train` in `work`, SIGKILL it once models/last.pt was written `saves` times; the epoch saved."""
+    proc = subprocess.Popen(
+        ["unetpp", "train"], cwd=work, env=_env(work), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    last = work / "models/last.pt"
+    saved: set[tuple[int, int]] = set()  # each epoch's save, renamed onto last.pt: a new (inode, mtime)
+    deadline = time.time() + 300
+    while len(saved) < saves and time.time() < deadline:  # by stat alone: a torch.load here let epochs slip by
+        with contextlib.suppress(FileNotFoundError):
+            stat = last.stat()
+            saved.add((stat.st_ino, stat.st_mtime_ns))
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    interrupted_at = torch.load(last, weights_only=True)["epoch"]
+    assert interrupted_at < TINY["train"]["epochs"] - 1, "the run finished before it could be killed"
+    return interrupted_at
+
+
 def _best_weights(work: Path) -> dict[str, torch.Tensor]:
     return torch.load(work / "models/best.pt", weights_only=True)["state_dict"]
 
@@ -119,21 +139,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(workspace: Path) -> N
     assert _val_loss(straight, _best_weights(straight)) == pytest.approx(summary["best"]["val_loss"], rel=1e-5)
 
     killed = _copy(workspace, "killed")
-    proc = subprocess.Popen(
-        ["unetpp", "train"], cwd=killed, env=_env(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    last = killed / "models/last.pt"
-    saved: set[tuple[int, int]] = set()  # each epoch's save, renamed onto last.pt: a new (inode, mtime)
-    deadline = time.time() + 300
-    while len(saved) < 2 and time.time() < deadline:  # by stat alone: a torch.load here let epochs slip by
-        with contextlib.suppress(FileNotFoundError):
-            stat = last.stat()
-            saved.add((stat.st_ino, stat.st_mtime_ns))
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    interrupted_at = torch.load(last, weights_only=True)["epoch"]
-    assert interrupted_at < TINY["train"]["epochs"] - 1, "the run finished before it could be killed"
+    interrupted_at = _killed_after(killed, saves=2)
 
     resumed = _train(killed)
     assert resumed.returncode == 0, resumed.stderr
@@ -203,16 +209,7 @@ def test_a_cascade_killed_in_its_second_stage_resumes_there_and_ends_as_an_unint
     assert done.returncode == 0, done.stderr
     assert "coarse epoch 1/" in done.stdout and "region epoch 1/" in done.stdout
 
-    proc = subprocess.Popen(
-        ["unetpp", "train"], cwd=killed, env=_env(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    last, deadline = killed / "models/last.pt", time.time() + 300  # the second stage's (the first's: models/coarse/)
-    while not last.exists() and time.time() < deadline:
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    interrupted_at = torch.load(last, weights_only=True)["epoch"]
-    assert interrupted_at < TINY["train"]["epochs"] - 1, "the run finished before it could be killed"
+    interrupted_at = _killed_after(killed, saves=1)  # models/last.pt: the second stage's (the first's in coarse/)
 
     resumed = _train(killed)
     assert resumed.returncode == 0, resumed.stderr
