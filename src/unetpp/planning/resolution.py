@@ -122,10 +122,15 @@ def _p5(values: list[float]) -> float:
     return float(np.percentile(values, 5)) if values else float("nan")
 
 
+def smallest(per_image: list[np.ndarray]) -> float:
+    """A class's smallest target: the p5 of its objects' diameters over the images (source px)."""
+    return _p5([float(d) for ds in per_image for d in ds])
+
+
 def needs(diameters: dict[str, list[np.ndarray]]) -> dict[str, float]:
-    """Per class, the span its smallest target (p5 diameter) must have on the grid: `SPAN_PX`, or its source
-    size where that is less (no grid shows more than the source)."""
-    return {c: min(float(SPAN_PX), _p5([float(d) for ds in per for d in ds])) for c, per in diameters.items()}
+    """Per class, the span its smallest target must have on the grid: `SPAN_PX`, or its source size where that
+    is less (no grid shows more than the source)."""
+    return {c: min(float(SPAN_PX), smallest(per)) for c, per in diameters.items()}
 
 
 def spans(diameters: dict[str, list[np.ndarray]], sides: list[float], geometry: Geometry) -> dict[str, float]:
@@ -183,7 +188,7 @@ def cascade(
     if shown:
         one = geometry
     else:  # the patches whose scale shows the smallest target
-        scale = min(1.0, max(need[c] / _p5([float(d) for ds in per[c] for d in ds]) for c in names))
+        scale = min(1.0, max(need[c] / smallest(per[c]) for c in names))
         one = Geometry("patch", size, -(-scale * SCALE_STEPS // 1) / SCALE_STEPS)
     median = sorted(masks, key=lambda m: m.shape[1] * m.shape[2])[n // 2].shape[1:]
     two, single = size**2 + grid**2, size**2 * one.windows(*median)

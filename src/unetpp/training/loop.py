@@ -110,32 +110,19 @@ def build_state(
     return TrainState(model, optimizer, scheduler, weight_average(model, recipe.ema_decay))
 
 
-def under_way(last_path: Path, key: str) -> bool:
-    """Whether `last.pt` is an unfinished run of the same resume key (a cascade's second stage, interrupted)."""
+def saved_run(last_path: Path, key: str, device: torch.device | str = "cpu") -> dict[str, Any] | None:
+    """`last.pt` when it holds a run of the same resume key (finished or not: its `complete`), else None."""
     if not last_path.is_file():
-        return False
-    saved = torch.load(last_path, map_location="cpu", weights_only=True)
-    return saved.get("resume_key") == key and not saved.get("complete")
-
-
-def finished(state: TrainState, last_path: Path, key: str, device: torch.device) -> bool:
-    """Take `last.pt` when it is a finished run of the same resume key (a cascade's first stage, while its
-    second is under way)."""
-    if not last_path.is_file():
-        return False
+        return None
     saved = torch.load(last_path, map_location=device, weights_only=True)
-    if saved.get("resume_key") != key or not saved.get("complete"):
-        return False
-    state.restore(saved)
-    return True
+    return saved if saved.get("resume_key") == key else None
 
 
-def resume(state: TrainState, last_path: Path, key: str, device: torch.device) -> bool:
-    """Continue from `last.pt` when it is an unfinished run of the same resume key."""
-    if not last_path.is_file():
-        return False
-    saved = torch.load(last_path, map_location=device, weights_only=True)
-    if saved.get("resume_key") != key or saved.get("complete"):
+def taken(state: TrainState, last_path: Path, key: str, device: torch.device, *, complete: bool) -> bool:
+    """Restore `state` from `last.pt` when it is a run of the same resume key that is `complete` or not: an
+    unfinished run to resume, or a cascade's finished first stage to take while its second is under way."""
+    saved = saved_run(last_path, key, device)
+    if saved is None or bool(saved.get("complete")) != complete:
         return False
     state.restore(saved)
     return True
@@ -298,16 +285,17 @@ def train(params: Params, prepared: Path, plans: Path, models_dir: Path, metrics
     planned = stages(params, recipe, prepared, models_dir, metrics_dir)
     keys = [resume_key(params, recipe, prepared / MANIFEST, stage.name) for stage in planned]
     # a first stage is taken as it is only while the second is under way (its last.pt unfinished, same key)
-    second = under_way(L.last_checkpoint(planned[-1].models), keys[-1]) if len(planned) > 1 else False
+    saved = saved_run(L.last_checkpoint(planned[-1].models), keys[-1]) if len(planned) > 1 else None
+    second = saved is not None and not saved.get("complete")
     run_id = None
     summaries: list[dict[str, Any]] = []
     try:
         for stage, key in zip(planned, keys, strict=True):
             torch.manual_seed(tp.seed)
             first = summaries[0] if summaries else None
-            kept = second and stage is not planned[-1]
+            take = second and stage is not planned[-1]
             own = recipe if stage.extends else replace(recipe, cap_epochs=recipe.epochs)
-            summary, run_id = fit(params, own, stage, key, kept, prepared, plans, (rank, world, device), run_id)
+            summary, run_id = fit(params, own, stage, key, take, prepared, plans, (rank, world, device), run_id)
             summaries.append(summary)
             if first is not None and rank == 0:
                 summary["first_stage"] = first
@@ -325,13 +313,13 @@ def fit(
     recipe: Recipe,
     stage: Stage,
     key: str,
-    kept: bool,
+    take: bool,
     prepared: Path,
     plans: Path,
     where: tuple[int, int, torch.device],
     run_id: str | None,
 ) -> tuple[dict[str, Any], str | None]:
-    """Train one stage to its end (`kept`: take its finished run of the same resume `key`); its summary and the
+    """Train one stage to its end (`take`: take its finished run of the same resume `key`); its summary and the
     MLflow run it logged to. Raises `DidNotLearn` on every rank once its outputs are written, when the learning
     guard refuses it."""
     from unetpp import tracking
@@ -354,10 +342,10 @@ def fit(
     last_path, best_path = L.last_checkpoint(stage.models), L.best_checkpoint(stage.models)
     stage.models.mkdir(parents=True, exist_ok=True)
     going = True
-    if kept and best_path.is_file() and finished(state, last_path, key, device):
+    if take and best_path.is_file() and taken(state, last_path, key, device, complete=True):
         say(f"{stage.tag}finished before, as {last_path} says; taken as it is")
         going = False
-    elif resume(state, last_path, key, device):
+    elif taken(state, last_path, key, device, complete=False):
         say(f"{stage.tag}resuming from {last_path} after epoch {state.epoch}")
     net = DistributedDataParallel(state.model) if world > 1 else state.model
     state.run_id = state.run_id or run_id
